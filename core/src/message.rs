@@ -1,1 +1,3 @@
-//! (stream P)
+//! (stream P) placeholder until written
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Message;
