@@ -71,10 +71,16 @@ impl ModuleClient {
     /// (IOTEDGE_* variables and the Workload API), or from `EdgeHubConnectionString` plus
     /// `EdgeModuleCACertificateFile` when those are not all set.
     pub fn from_environment(options: ClientOptions) -> Result<ModuleClient> {
-        let creds = Credentials::from_environment(
-            |k| std::env::var(k).ok(),
-            options.trust_bundle_pem.clone(),
-        )?;
+        Self::from_environment_with(|k| std::env::var(k).ok(), options)
+    }
+
+    /// Like [`ModuleClient::from_environment`], reading variables through `get` (for hosts
+    /// that keep their own environment, and for tests).
+    pub fn from_environment_with(
+        get: impl Fn(&str) -> Option<String>,
+        options: ClientOptions,
+    ) -> Result<ModuleClient> {
+        let creds = Credentials::from_environment(get, options.trust_bundle_pem.clone())?;
         Self::with_auth(Auth::Module {
             credentials: Arc::new(creds),
             options,
@@ -114,8 +120,12 @@ impl ModuleClient {
     }
 
     fn with_auth(auth: Auth) -> Result<ModuleClient> {
-        let runtime = RuntimeGuard::acquire()
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the runtime: {e}")))?;
+        let runtime = RuntimeGuard::acquire().map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("cannot start the runtime: {e}"),
+            )
+        })?;
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Mutex::new(Shared::default()));
@@ -312,13 +322,18 @@ impl ModuleClient {
             .clone()
             .ok_or_else(|| Error::invalid("a broker-mode client cannot invoke methods"))?;
         if device_id.is_empty() || method.is_empty() {
-            return Err(Error::invalid("device id and method name must not be empty"));
+            return Err(Error::invalid(
+                "device id and method name must not be empty",
+            ));
         }
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::closed());
         }
         let path = if module_id.is_empty() {
-            format!("/twins/{}/methods", utf8_percent_encode(device_id, ID_SEGMENT))
+            format!(
+                "/twins/{}/methods",
+                utf8_percent_encode(device_id, ID_SEGMENT)
+            )
         } else {
             format!(
                 "/twins/{}/modules/{}/methods",
@@ -390,7 +405,11 @@ impl ModuleClient {
                     http::error_message(&resp.body),
                 )),
                 s => Err(Error::with_status(
-                    if s == 429 { ErrorKind::Throttled } else { ErrorKind::HubError },
+                    if s == 429 {
+                        ErrorKind::Throttled
+                    } else {
+                        ErrorKind::HubError
+                    },
                     s,
                     http::error_message(&resp.body),
                 )),
@@ -411,7 +430,11 @@ impl ModuleClient {
         if payload.len() > crate::message::MAX_MESSAGE_SIZE {
             return Err(Error::new(
                 ErrorKind::MessageTooLarge,
-                format!("the payload is {} bytes; at most {} are allowed", payload.len(), crate::message::MAX_MESSAGE_SIZE),
+                format!(
+                    "the payload is {} bytes; at most {} are allowed",
+                    payload.len(),
+                    crate::message::MAX_MESSAGE_SIZE
+                ),
             ));
         }
         self.publish_raw(topic.to_string(), Bytes::from(payload), qos)
@@ -430,7 +453,8 @@ impl ModuleClient {
     pub async fn unsubscribe(&self, filter: &str) -> Result<()> {
         validate_user_topic(filter, true)?;
         let filter = filter.to_string();
-        self.call(|reply| Command::Unsubscribe { filter, reply }).await
+        self.call(|reply| Command::Unsubscribe { filter, reply })
+            .await
     }
 
     /// Close gracefully: pending operations fail with `Closed`, `next_event` yields `None`.
@@ -485,7 +509,9 @@ fn to_qos(qos: u8) -> Result<QoS> {
 
 fn validate_user_topic(topic: &str, filter: bool) -> Result<()> {
     if topic.is_empty() || topic.len() > 65535 || topic.contains('\0') {
-        return Err(Error::invalid("the topic is empty, too long or holds a NUL"));
+        return Err(Error::invalid(
+            "the topic is empty, too long or holds a NUL",
+        ));
     }
     if !filter && (topic.contains('+') || topic.contains('#')) {
         return Err(Error::invalid(format!(

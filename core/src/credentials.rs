@@ -160,7 +160,9 @@ impl Credentials {
                     module_id: v[2].clone(),
                 },
                 signer: Signer::Workload(workload),
-                trust: ca_override.map(TrustSource::Pem).unwrap_or(TrustSource::Workload),
+                trust: ca_override
+                    .map(TrustSource::Pem)
+                    .unwrap_or(TrustSource::Workload),
             });
         };
         let Some(cs) = get("EdgeHubConnectionString").filter(|v| !v.trim().is_empty()) else {
@@ -179,9 +181,8 @@ impl Credentials {
                 })?
             }
         };
-        Credentials::from_connection_string(&cs, Some(ca)).map_err(|e| {
-            Error::config(format!("EdgeHubConnectionString: {}", e.message))
-        })
+        Credentials::from_connection_string(&cs, Some(ca))
+            .map_err(|e| Error::config(format!("EdgeHubConnectionString: {}", e.message)))
     }
 
     /// Resource URI (unencoded) for this module's tokens.
@@ -260,7 +261,10 @@ mod tests {
             ("IOTEDGE_DEVICEID", "edge1"),
             ("IOTEDGE_MODULEID", "filter"),
             ("IOTEDGE_MODULEGENERATIONID", "gen1"),
-            ("IOTEDGE_WORKLOADURI", "unix:///var/run/iotedge/workload.sock"),
+            (
+                "IOTEDGE_WORKLOADURI",
+                "unix:///var/run/iotedge/workload.sock",
+            ),
             ("IOTEDGE_GATEWAYHOSTNAME", "edgehost"),
             ("IOTEDGE_AUTHSCHEME", "sasToken"),
         ]
@@ -323,7 +327,11 @@ mod tests {
         assert!(matches!(c.signer, Signer::Key(_)));
         let e = Credentials::from_environment(env(&[("EdgeHubConnectionString", &cs)]), None)
             .unwrap_err();
-        assert!(e.message.contains("EdgeModuleCACertificateFile"), "{}", e.message);
+        assert!(
+            e.message.contains("EdgeModuleCACertificateFile"),
+            "{}",
+            e.message
+        );
     }
 
     #[tokio::test]

@@ -14,7 +14,10 @@ pub enum ConnectionStatus {
     Connected,
     Disconnected,
     /// Lost and reconnecting: `attempt` starts at 1; the next try comes after `next_delay`.
-    DisconnectedRetrying { attempt: u32, next_delay: Duration },
+    DisconnectedRetrying {
+        attempt: u32,
+        next_delay: Duration,
+    },
 }
 
 /// Why the status changed.

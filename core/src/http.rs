@@ -15,7 +15,10 @@ use crate::error::{Error, ErrorKind, Result};
 #[derive(Clone, Debug)]
 pub enum Endpoint {
     Unix(std::path::PathBuf),
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
     Tls {
         host: String,
         port: u16,
@@ -47,24 +50,39 @@ pub async fn request(
                 let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| {
                     Error::new(kind, format!("cannot connect to {}: {e}", path.display()))
                 })?;
-                exchange(stream, "localhost", method, path_and_query, headers, body, kind).await
+                exchange(
+                    stream,
+                    "localhost",
+                    method,
+                    path_and_query,
+                    headers,
+                    body,
+                    kind,
+                )
+                .await
             }
             Endpoint::Tcp { host, port } => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
-                    .map_err(|e| Error::new(kind, format!("cannot connect to {host}:{port}: {e}")))?;
+                    .map_err(|e| {
+                        Error::new(kind, format!("cannot connect to {host}:{port}: {e}"))
+                    })?;
                 exchange(stream, host, method, path_and_query, headers, body, kind).await
             }
             Endpoint::Tls { host, port, config } => {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await
-                    .map_err(|e| Error::new(kind, format!("cannot connect to {host}:{port}: {e}")))?;
+                    .map_err(|e| {
+                        Error::new(kind, format!("cannot connect to {host}:{port}: {e}"))
+                    })?;
                 let name = rustls::pki_types::ServerName::try_from(host.clone())
                     .map_err(|_| Error::new(ErrorKind::Tls, format!("invalid host name {host}")))?;
                 let tls = tokio_rustls::TlsConnector::from(config.clone())
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS to {host}:{port}: {e}")))?;
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Tls, format!("TLS to {host}:{port}: {e}"))
+                    })?;
                 exchange(tls, host, method, path_and_query, headers, body, kind).await
             }
         }
@@ -73,7 +91,10 @@ pub async fn request(
         Ok(r) => r,
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
-            format!("HTTP {method} {} timed out after {timeout:?}", strip_query(path_and_query)),
+            format!(
+                "HTTP {method} {} timed out after {timeout:?}",
+                strip_query(path_and_query)
+            ),
         )),
     }
 }
@@ -112,10 +133,12 @@ where
     let req = req
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| Error::invalid(format!("bad HTTP request: {e}")))?;
-    let resp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| Error::new(kind, format!("HTTP {method} {}: {e}", strip_query(path_and_query))))?;
+    let resp = sender.send_request(req).await.map_err(|e| {
+        Error::new(
+            kind,
+            format!("HTTP {method} {}: {e}", strip_query(path_and_query)),
+        )
+    })?;
     let status = resp.status().as_u16();
     let body = resp
         .into_body()
@@ -131,6 +154,10 @@ where
 pub fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
 }

@@ -477,7 +477,8 @@ impl Session {
                     self.outbox.push_front(id);
                     break;
                 };
-                match client.try_publish(send.topic.clone(), send.qos, false, send.payload.clone()) {
+                match client.try_publish(send.topic.clone(), send.qos, false, send.payload.clone())
+                {
                     Ok(()) => {
                         send.sent_at = Some(Instant::now());
                         self.fifo.push_back(id);
@@ -563,11 +564,15 @@ impl Session {
     async fn password(&mut self) -> Result<Option<String>> {
         match &self.auth {
             Auth::Broker(b, _) => Ok(b.password.clone()),
-            Auth::Module { credentials, options } => {
+            Auth::Module {
+                credentials,
+                options,
+            } => {
                 let ttl = options.sas_ttl;
-                let fresh_enough = self.token.as_ref().is_some_and(|t| {
-                    t.expiry > unix_now() + (ttl.as_secs() / 5).max(1)
-                });
+                let fresh_enough = self
+                    .token
+                    .as_ref()
+                    .is_some_and(|t| t.expiry > unix_now() + (ttl.as_secs() / 5).max(1));
                 if !fresh_enough {
                     let token = credentials.token(ttl).await?;
                     self.token = Some(token);
@@ -600,10 +605,7 @@ impl Session {
                     }
                     TransportKind::MqttWebSocket => {
                         let port = options.mqtt_port.unwrap_or(443);
-                        let url = format!(
-                            "wss://{}:{}/$iothub/websocket",
-                            id.gateway_host, port
-                        );
+                        let url = format!("wss://{}:{}/$iothub/websocket", id.gateway_host, port);
                         let mut m = MqttOptions::new(client_id, url, port);
                         m.set_transport(Transport::Wss(TlsConfiguration::Rustls(tls)));
                         m
@@ -734,7 +736,8 @@ impl Session {
         let delay = if deadline_passed {
             None
         } else {
-            self.backoff.next_delay(rand::random::<f64>(), std::time::Instant::now())
+            self.backoff
+                .next_delay(rand::random::<f64>(), std::time::Instant::now())
         };
         match delay {
             Some(d) => {
@@ -839,7 +842,9 @@ impl Session {
 
     fn on_mqtt(&mut self, ev: rumqttc::Event) {
         match ev {
-            rumqttc::Event::Incoming(Incoming::ConnAck(ack)) => self.on_connack(ack.session_present),
+            rumqttc::Event::Incoming(Incoming::ConnAck(ack)) => {
+                self.on_connack(ack.session_present)
+            }
             rumqttc::Event::Incoming(Incoming::PubAck(ack)) => {
                 if let Some(id) = self.inflight.remove(&ack.pkid) {
                     if let Some(mut s) = self.sends.remove(&id) {
@@ -1158,7 +1163,9 @@ impl Session {
         // Transmitted but not acknowledged in time: fail it (it stays in rumqttc's window and
         // may still arrive: at-least-once).
         for s in self.sends.values_mut() {
-            if s.sent_at.is_some_and(|t| now.duration_since(t) > op_timeout) {
+            if s.sent_at
+                .is_some_and(|t| now.duration_since(t) > op_timeout)
+            {
                 if let Some(r) = s.reply.take() {
                     let _ = r.send(Err(Error::new(
                         ErrorKind::Timeout,
@@ -1182,7 +1189,10 @@ impl Session {
         }
         for rid in dead {
             if let Some(r) = self.twin_requests.remove(&rid) {
-                let e = Error::new(ErrorKind::Timeout, "the hub did not answer the twin request in time");
+                let e = Error::new(
+                    ErrorKind::Timeout,
+                    "the hub did not answer the twin request in time",
+                );
                 match r.op {
                     TwinOp::Get(Some(reply)) => {
                         let _ = reply.send(Err(e));

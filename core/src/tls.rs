@@ -49,6 +49,9 @@ mod tests {
     fn rejects_empty_and_garbage_bundles() {
         assert_eq!(client_config("", &[]).unwrap_err().kind, ErrorKind::Tls);
         let garbage = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
-        assert_eq!(client_config(garbage, &[]).unwrap_err().kind, ErrorKind::Tls);
+        assert_eq!(
+            client_config(garbage, &[]).unwrap_err().kind,
+            ErrorKind::Tls
+        );
     }
 }

@@ -130,7 +130,12 @@ impl WorkloadClient {
 
     /// One call with retries: 5xx, timeouts and connection failures are retried with backoff;
     /// 4xx are returned at once with the server's message.
-    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<serde_json::Value> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<serde_json::Value> {
         let what = path.split('?').next().unwrap_or(path);
         let mut last = None;
         for attempt in 0..ATTEMPTS {
@@ -170,7 +175,11 @@ impl WorkloadClient {
                     if resp.status < 500 {
                         return Err(err);
                     }
-                    tracing::warn!(status = resp.status, attempt, "Workload API {what}: retrying");
+                    tracing::warn!(
+                        status = resp.status,
+                        attempt,
+                        "Workload API {what}: retrying"
+                    );
                     last = Some(err);
                 }
                 Err(e) => {
@@ -197,7 +206,13 @@ mod tests {
             Endpoint::Tcp { host, port } => assert_eq!((host.as_str(), port), ("127.0.0.1", 15580)),
             other => panic!("{other:?}"),
         }
-        for bad in ["", "unix://relative.sock", "https://x:1", "http://:5", "http://h:notaport"] {
+        for bad in [
+            "",
+            "unix://relative.sock",
+            "https://x:1",
+            "http://:5",
+            "http://h:notaport",
+        ] {
             let e = parse_uri(bad).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Configuration, "{bad}");
             assert!(e.message.contains("IOTEDGE_WORKLOADURI"), "{}", e.message);

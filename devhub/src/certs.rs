@@ -209,8 +209,14 @@ impl CertAuthority {
 
     /// Issues a server certificate (`CA:FALSE`, `serverAuth`) for `sans` (DNS names or IPs),
     /// with a fresh P-256 key.
-    pub fn issue_server(&self, common_name: &str, sans: &[String], days: u64) -> Result<IssuedCert> {
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| cert_err("cert", e))?;
+    pub fn issue_server(
+        &self,
+        common_name: &str,
+        sans: &[String],
+        days: u64,
+    ) -> Result<IssuedCert> {
+        let mut p =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| cert_err("cert", e))?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, common_name);
         p.distinguished_name = dn;
@@ -297,9 +303,10 @@ pub fn ensure_server_cert(dir: &Path, ca: &CertAuthority, sans: &[String]) -> Re
             && meta.ca_cert_sha256 == ca_hash
             && meta.not_after_unix > now_unix() + RENEW_BEFORE_DAYS * DAY;
         if fresh {
-            if let (Ok(chain_pem), Ok(key_pem)) =
-                (fs::read_to_string(&cert_path), fs::read_to_string(&key_path))
-            {
+            if let (Ok(chain_pem), Ok(key_pem)) = (
+                fs::read_to_string(&cert_path),
+                fs::read_to_string(&key_path),
+            ) {
                 return Ok(IssuedCert {
                     chain_pem,
                     key_pem,

@@ -122,6 +122,9 @@ mod tests {
         let c = Config::ephemeral("/tmp/x");
         assert_eq!((c.mqtt_tls_port, c.https_port), (0, 0));
         assert_eq!(c.mqtt_plain_port, Some(0));
-        assert_eq!(c.workload_socket_path(), PathBuf::from("/tmp/x/workload.sock"));
+        assert_eq!(
+            c.workload_socket_path(),
+            PathBuf::from("/tmp/x/workload.sock")
+        );
     }
 }

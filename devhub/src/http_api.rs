@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::certs::now_unix;
-use crate::http_util::{self, error, RespBody};
+use crate::http_util::{self, HttpError, RespBody};
 use crate::hub::{ApiError, Hub, UpstreamMessage};
 use crate::listeners::MqttHandler;
 use crate::websocket;
@@ -51,12 +51,16 @@ pub struct Api {
     pub stop: watch::Receiver<bool>,
 }
 
-fn api_error(e: ApiError) -> Resp {
+fn api_error(e: ApiError) -> HttpError {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    error(status, e.message)
+    HttpError::new(status, e.message)
 }
 
-fn method_not_allowed() -> Resp {
+fn error(status: StatusCode, message: impl Into<String>) -> HttpError {
+    HttpError::new(status, message)
+}
+
+fn method_not_allowed() -> HttpError {
     error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
 }
 
@@ -87,7 +91,12 @@ pub struct MethodCall {
     pub connect_timeout: Duration,
 }
 
-fn timeout_field(obj: &serde_json::Map<String, Value>, key: &str, default: u64, min: u64) -> Result<Duration, String> {
+fn timeout_field(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+    default: u64,
+    min: u64,
+) -> Result<Duration, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(Duration::from_secs(default)),
         Some(v) => match v.as_u64() {
@@ -129,7 +138,12 @@ pub fn upstream_json(m: &UpstreamMessage) -> Value {
     let props: serde_json::Map<String, Value> = msg
         .properties
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone().map(Value::String).unwrap_or(Value::Null)))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.clone().map(Value::String).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     json!({
         "module": m.module,
@@ -157,11 +171,12 @@ impl Api {
             return websocket::upgrade(req, peer.to_string(), self.mqtt.clone(), self.stop.clone());
         }
         match self.route(req, peer).await {
-            Ok(r) | Err(r) => r,
+            Ok(r) => r,
+            Err(e) => http_util::error(e.status, e.message),
         }
     }
 
-    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Resp> {
+    async fn route(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, HttpError> {
         let query = http_util::query_pairs(req.uri().query());
         if let Some(v) = http_util::query_get(&query, "api-version") {
             if !valid_api_version(v) {
@@ -203,11 +218,11 @@ impl Api {
                 self.authorize_service(req.headers(), peer)?;
                 self.devhub(req, rest, &query).await
             }
-            _ => Err(http_util::not_found()),
+            _ => Err(HttpError::not_found()),
         }
     }
 
-    fn check_device(&self, d: &str) -> Result<(), Resp> {
+    fn check_device(&self, d: &str) -> Result<(), HttpError> {
         if d == self.device_id {
             Ok(())
         } else {
@@ -220,7 +235,7 @@ impl Api {
 
     /// Service SAS (`skn` = a policy in keys.json, `sr` = the hub host), or no Authorization
     /// from loopback.
-    fn authorize_service(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), Resp> {
+    fn authorize_service(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<(), HttpError> {
         let unauthorized = |m: &str| error(StatusCode::UNAUTHORIZED, m.to_owned());
         let Some(auth) = headers.get(header::AUTHORIZATION) else {
             return if peer.ip().is_loopback() {
@@ -250,7 +265,12 @@ impl Api {
     }
 
     /// PROTOCOL §9, in edgeHub's order: header, same device, SAS, then the body.
-    async fn module_invoke(&self, req: Request<Incoming>, d: &str, m: &str) -> Result<Resp, Resp> {
+    async fn module_invoke(
+        &self,
+        req: Request<Incoming>,
+        d: &str,
+        m: &str,
+    ) -> Result<Resp, HttpError> {
         let caller = header_str(req.headers(), MODULE_ID_HEADER).unwrap_or_default();
         let (cd, cm) = caller
             .split_once('/')
@@ -275,7 +295,7 @@ impl Api {
         self.invoke(m, &body).await
     }
 
-    async fn invoke(&self, module: &str, body: &[u8]) -> Result<Resp, Resp> {
+    async fn invoke(&self, module: &str, body: &[u8]) -> Result<Resp, HttpError> {
         let call = parse_method_call(body).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
         let r = self
             .hub
@@ -294,7 +314,7 @@ impl Api {
         ))
     }
 
-    async fn twin(&self, req: Request<Incoming>, module: &str) -> Result<Resp, Resp> {
+    async fn twin(&self, req: Request<Incoming>, module: &str) -> Result<Resp, HttpError> {
         let method = req.method().clone();
         if method == Method::GET {
             let t = self.hub.twin(module).map_err(api_error)?;
@@ -321,9 +341,15 @@ impl Api {
         req: Request<Incoming>,
         rest: &[&str],
         query: &[(String, String)],
-    ) -> Result<Resp, Resp> {
+    ) -> Result<Resp, HttpError> {
         let method = req.method().clone();
-        let need = |m: Method| if method == m { Ok(()) } else { Err(method_not_allowed()) };
+        let need = |m: Method| {
+            if method == m {
+                Ok(())
+            } else {
+                Err(method_not_allowed())
+            }
+        };
         match rest {
             ["modules", m, "inputs", input] => {
                 need(Method::POST)?;
@@ -338,8 +364,12 @@ impl Api {
                 Ok(if follow {
                     self.follow_upstream()
                 } else {
-                    let list: Vec<Value> =
-                        self.hub.upstream_recent().iter().map(upstream_json).collect();
+                    let list: Vec<Value> = self
+                        .hub
+                        .upstream_recent()
+                        .iter()
+                        .map(upstream_json)
+                        .collect();
                     http_util::json(StatusCode::OK, &Value::Array(list))
                 })
             }
@@ -351,7 +381,7 @@ impl Api {
                 need(Method::POST)?;
                 self.fault(kind, query)
             }
-            _ => Err(http_util::not_found()),
+            _ => Err(HttpError::not_found()),
         }
     }
 
@@ -361,7 +391,7 @@ impl Api {
         module: &str,
         input: &str,
         query: &[(String, String)],
-    ) -> Result<Resp, Resp> {
+    ) -> Result<Resp, HttpError> {
         let h = req.headers();
         let mut msg = Message::new(Vec::new());
         msg.content_type = header_str(h, "content-type").map(str::to_owned);
@@ -373,9 +403,9 @@ impl Api {
         }
         for (name, v) in h {
             if let Some(k) = name.as_str().strip_prefix(PROP_HEADER_PREFIX) {
-                let v = v
-                    .to_str()
-                    .map_err(|_| error(StatusCode::BAD_REQUEST, "property headers must be ASCII"))?;
+                let v = v.to_str().map_err(|_| {
+                    error(StatusCode::BAD_REQUEST, "property headers must be ASCII")
+                })?;
                 msg.set_property(k.to_owned(), v.to_owned());
             }
         }
@@ -391,20 +421,19 @@ impl Api {
     fn follow_upstream(&self) -> Resp {
         let rx = self.hub.upstream_subscribe();
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(m) => {
-                        let mut line = serde_json::to_vec(&upstream_json(&m)).unwrap_or_default();
-                        line.push(b'\n');
-                        return Some((Ok(Frame::data(Bytes::from(line))), rx));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        let line = format!("{{\"lagged\":{n}}}\n");
-                        return Some((Ok(Frame::data(Bytes::from(line))), rx));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+            let line = match rx.recv().await {
+                Ok(m) => {
+                    let mut line = serde_json::to_vec(&upstream_json(&m)).unwrap_or_default();
+                    line.push(b'\n');
+                    line
                 }
-            }
+                // A slow reader skipped messages: say so instead of silently dropping them.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    format!("{{\"lagged\":{n}}}\n").into_bytes()
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(Frame::data(Bytes::from(line))), rx))
         });
         let mut r = Response::new(StreamBody::new(stream).boxed());
         r.headers_mut().insert(
@@ -414,12 +443,15 @@ impl Api {
         r
     }
 
-    fn fault(&self, kind: &str, query: &[(String, String)]) -> Result<Resp, Resp> {
-        let num = |key: &str| -> Result<Option<u64>, Resp> {
+    fn fault(&self, kind: &str, query: &[(String, String)]) -> Result<Resp, HttpError> {
+        let num = |key: &str| -> Result<Option<u64>, HttpError> {
             match http_util::query_get(query, key) {
                 None => Ok(None),
                 Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-                    error(StatusCode::BAD_REQUEST, format!("{key} must be a non-negative integer"))
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("{key} must be a non-negative integer"),
+                    )
                 }),
             }
         };
@@ -442,7 +474,7 @@ impl Api {
                 f.fail_twin_requests(status as u16, count as u32);
             }
             "expire-tokens" => f.expire_tokens(),
-            _ => return Err(http_util::not_found()),
+            _ => return Err(HttpError::not_found()),
         }
         Ok(http_util::json(StatusCode::OK, &json!({ "fault": kind })))
     }
@@ -490,11 +522,18 @@ mod tests {
             br#"{"methodName":"m","connectTimeoutInSeconds":-1}"#,
             br#"{"methodName":"m","responseTimeoutInSeconds":"10"}"#,
         ] {
-            assert!(parse_method_call(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_method_call(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let long = format!(r#"{{"methodName":"{}"}}"#, "x".repeat(101));
         assert!(parse_method_call(long.as_bytes()).is_err());
-        let big = format!(r#"{{"methodName":"m","payload":"{}"}}"#, "x".repeat(128 * 1024));
+        let big = format!(
+            r#"{{"methodName":"m","payload":"{}"}}"#,
+            "x".repeat(128 * 1024)
+        );
         assert!(parse_method_call(big.as_bytes()).is_err());
     }
 }

@@ -22,7 +22,11 @@ pub fn full(body: impl Into<Bytes>) -> RespBody {
         .boxed()
 }
 
-pub fn json_with(status: StatusCode, value: &serde_json::Value, content_type: &'static str) -> Response<RespBody> {
+pub fn json_with(
+    status: StatusCode,
+    value: &serde_json::Value,
+    content_type: &'static str,
+) -> Response<RespBody> {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
@@ -41,10 +45,6 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response<RespBod
     json(status, &serde_json::json!({ "message": message.into() }))
 }
 
-pub fn not_found() -> Response<RespBody> {
-    error(StatusCode::NOT_FOUND, "not found")
-}
-
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes (413).
 pub async fn read_body(body: Incoming) -> Result<Bytes, Response<RespBody>> {
     match Limited::new(body, MAX_BODY).collect().await {
@@ -53,7 +53,10 @@ pub async fn read_body(body: Incoming) -> Result<Bytes, Response<RespBody>> {
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large",
         )),
-        Err(_) => Err(error(StatusCode::BAD_REQUEST, "could not read request body")),
+        Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "could not read request body",
+        )),
     }
 }
 
@@ -84,7 +87,10 @@ pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 pub fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Path split into raw (still encoded) segments, without the leading `/`.
@@ -110,7 +116,10 @@ mod tests {
         assert_eq!(query_get(&q, "flag"), Some(""));
         assert_eq!(query_get(&q, "x"), Some("$"));
         assert_eq!(query_get(&q, "none"), None);
-        assert_eq!(segments("/modules/%24edgeHub/genid/1/sign"), vec!["modules", "%24edgeHub", "genid", "1", "sign"]);
+        assert_eq!(
+            segments("/modules/%24edgeHub/genid/1/sign"),
+            vec!["modules", "%24edgeHub", "genid", "1", "sign"]
+        );
         assert_eq!(segments("/"), Vec::<&str>::new());
         assert_eq!(decode_segment("%24edgeHub").as_deref(), Some("$edgeHub"));
         assert_eq!(decode_segment("%FF"), None);

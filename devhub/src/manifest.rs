@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::routing::{parse_route, Route};
+use crate::routing::{parse_route, Route, Router};
 
 /// Global store-and-forward TTL when the manifest does not set one (edgeHub's documented default).
 pub const DEFAULT_TTL_SECS: i64 = 7200;
@@ -29,6 +29,13 @@ pub struct Manifest {
     pub desired: BTreeMap<String, Value>,
     /// `mqttBroker` (schema >= 1.2 only).
     pub broker: Option<BrokerConfig>,
+}
+
+impl Manifest {
+    /// A router over the manifest's routes.
+    pub fn router(&self) -> Router {
+        Router::new(self.routes.clone())
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -717,6 +724,17 @@ mod tests {
             &source_path(Some("a"), Some("o1")),
             &RoutedMessage::default()
         ));
+        let router = m.router();
+        let mut hit: Vec<&str> = router
+            .route(
+                &source_path(Some("a"), Some("o1")),
+                &RoutedMessage::default(),
+            )
+            .into_iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        hit.sort_unstable();
+        assert_eq!(hit, vec!["r1", "r2"]);
     }
 
     #[test]

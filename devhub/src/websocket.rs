@@ -93,7 +93,10 @@ pub fn upgrade(
         hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     if mqtt {
-        hs.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("mqtt"));
+        hs.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("mqtt"),
+        );
     }
     r
 }

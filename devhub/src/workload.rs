@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::certs::{rfc3339, CertAuthority};
-use crate::http_util::{self, RespBody};
+use crate::http_util::{self, HttpError, RespBody};
 
 /// Workload API versions edgelet knows (PROTOCOL §2); every route accepts all of them.
 pub const API_VERSIONS: [&str; 7] = [
@@ -26,6 +26,10 @@ pub const API_VERSIONS: [&str; 7] = [
 
 const SERVER_CERT_DAYS: u64 = 90;
 
+/// The generation id devhub hands out (`IOTEDGE_MODULEGENERATIONID`); like edgelet 1.2+,
+/// the Workload API does not check it.
+pub const GENERATION_ID: &str = "1";
+
 /// What the Workload API serves.
 pub struct Workload {
     pub ca: Arc<CertAuthority>,
@@ -38,8 +42,8 @@ fn json_response(status: StatusCode, v: &serde_json::Value) -> Response<RespBody
     http_util::json_with(status, v, "application/json")
 }
 
-fn err(status: StatusCode, msg: impl Into<String>) -> Response<RespBody> {
-    json_response(status, &json!({ "message": msg.into() }))
+fn err(status: StatusCode, msg: impl Into<String>) -> HttpError {
+    HttpError::new(status, msg)
 }
 
 /// A missing Content-Type is JSON (Python sends none); any other type must be JSON.
@@ -55,7 +59,7 @@ fn content_type_ok(req: &Request<Incoming>) -> bool {
     }
 }
 
-async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, Response<RespBody>> {
+async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, HttpError> {
     if !content_type_ok(&req) {
         return Err(err(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -92,7 +96,7 @@ fn hmac_sha256_b64(key: &[u8], data: &[u8]) -> String {
 }
 
 impl Workload {
-    fn module_key(&self, raw_name: &str) -> Result<(String, &[u8]), Response<RespBody>> {
+    fn module_key(&self, raw_name: &str) -> Result<(String, &[u8]), HttpError> {
         let name = http_util::decode_segment(raw_name)
             .ok_or_else(|| err(StatusCode::BAD_REQUEST, "invalid module name"))?;
         match self.keys.get(&name) {
@@ -104,28 +108,32 @@ impl Workload {
         }
     }
 
-    fn cert_response(&self, cn: &str, sans: &[String]) -> Response<RespBody> {
+    fn cert_response(&self, cn: &str, sans: &[String]) -> Result<Response<RespBody>, HttpError> {
         match self.ca.issue_server(cn, sans, SERVER_CERT_DAYS) {
-            Ok(c) => json_response(
+            Ok(c) => Ok(json_response(
                 StatusCode::CREATED,
                 &json!({
                     "privateKey": { "type": "key", "bytes": c.key_pem },
                     "certificate": c.chain_pem,
                     "expiration": rfc3339(c.not_after_unix),
                 }),
-            ),
-            Err(e) => err(StatusCode::INTERNAL_SERVER_ERROR, e.message),
+            )),
+            Err(e) => Err(err(StatusCode::INTERNAL_SERVER_ERROR, e.message)),
         }
     }
 
     /// Serves one request.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<RespBody> {
         match self.route(req).await {
-            Ok(r) | Err(r) => r,
+            Ok(r) => r,
+            Err(e) => json_response(e.status, &json!({ "message": e.message })),
         }
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Result<Response<RespBody>, Response<RespBody>> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<RespBody>, Response<RespBody>> {
         let query = http_util::query_pairs(req.uri().query());
         match http_util::query_get(&query, "api-version") {
             None => return Err(err(StatusCode::BAD_REQUEST, "api-version not specified")),
@@ -162,7 +170,10 @@ impl Workload {
                     .keys()
                     .map(|m| json!({"id": m, "name": m, "type": "devhub", "config": {}, "status": "running"}))
                     .collect();
-                Ok(json_response(StatusCode::OK, &json!({ "modules": modules })))
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({ "modules": modules }),
+                ))
             }
             ["modules", name, "genid", _genid, "sign"] => {
                 expect(Method::POST)?;
@@ -185,14 +196,14 @@ impl Workload {
                     return Err(err(StatusCode::BAD_REQUEST, "commonName is empty"));
                 }
                 let sans = vec![body.common_name.clone(), module];
-                Ok(self.cert_response(&body.common_name, &sans))
+                self.cert_response(&body.common_name, &sans)
             }
             ["modules", name, "certificate", "identity"]
             | ["modules", name, "genid", _, "certificate", "identity"] => {
                 expect(Method::POST)?;
                 let (module, _) = self.module_key(name)?;
                 let _: IdentityCertRequest = json_body(req).await?;
-                Ok(self.cert_response(&module, std::slice::from_ref(&module)))
+                self.cert_response(&module, std::slice::from_ref(&module))
             }
             _ => Err(err(StatusCode::NOT_FOUND, "not found")),
         }

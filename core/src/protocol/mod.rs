@@ -1,1 +1,5 @@
-pub mod property_bag; pub mod topics; pub mod sas; pub mod connection_string; pub mod twin;
+pub mod connection_string;
+pub mod property_bag;
+pub mod sas;
+pub mod topics;
+pub mod twin;

@@ -21,6 +21,8 @@ pub(crate) struct Authenticated {
     pub module: String,
     /// The token's decoded signature, remembered so `expire_tokens` can revoke it.
     pub token_sig: String,
+    /// Unix seconds the token expires (`se`).
+    pub token_expiry: u64,
 }
 
 /// Why a CONNECT was refused; the reason is logged, never sent (it may hint at keys).
@@ -67,28 +69,32 @@ pub(crate) fn authenticate(
     let password = password
         .filter(|p| !p.is_empty())
         .ok_or_else(|| refuse("no SAS token (X.509 is not supported)"))?;
-    let sig = check_sas(ctx, password, &user.device_id, &module, &key)?;
+    let (sig, se) = check_sas(ctx, password, &user.device_id, &module, &key)?;
     if (ctx.revoked)(&sig) {
         return Err(refuse("token was revoked by a fault injection"));
     }
     Ok(Authenticated {
         module,
         token_sig: sig,
+        token_expiry: se,
     })
 }
 
-/// Verify a SAS token for `device/module`; returns the decoded signature.
+/// Verify a SAS token for `device/module`; returns the decoded signature and the expiry.
 pub(crate) fn check_sas(
     ctx: &AuthContext<'_>,
     token: &str,
     device: &str,
     module: &str,
     key: &[u8],
-) -> Result<String, Refusal> {
-    let t = sas::parse_token(token).map_err(|e| refuse(format!("bad SAS token: {}", e.kind.name())))?;
+) -> Result<(String, u64), Refusal> {
+    let t =
+        sas::parse_token(token).map_err(|e| refuse(format!("bad SAS token: {}", e.kind.name())))?;
     let (host, d, m) = sas::audience(&t).map_err(|_| refuse("bad SAS audience"))?;
     if !host.eq_ignore_ascii_case(ctx.hub_host) {
-        return Err(refuse(format!("SAS audience host {host:?} is not this hub")));
+        return Err(refuse(format!(
+            "SAS audience host {host:?} is not this hub"
+        )));
     }
     let module_ok = m.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(module));
     if !d.eq_ignore_ascii_case(device) || !module_ok {
@@ -96,7 +102,7 @@ pub(crate) fn check_sas(
     }
     sas::verify(&t, &[key], ctx.now_unix, ctx.max_skew_secs)
         .map_err(|e| refuse(format!("SAS rejected: {}", e.message)))?;
-    Ok(t.sig)
+    Ok((t.sig, t.se))
 }
 
 /// What a client subscribed to, as the engine cares about it.
@@ -202,9 +208,16 @@ fn could_reach_devices(filter: &str) -> bool {
 pub(crate) enum PublishKind {
     /// Own events/output topic; properties decoded.
     Events(topics::EventsTopic),
-    TwinGet { rid: String },
-    TwinPatchReported { rid: String },
-    MethodResponse { status: i32, rid: String },
+    TwinGet {
+        rid: String,
+    },
+    TwinPatchReported {
+        rid: String,
+    },
+    MethodResponse {
+        status: i32,
+        rid: String,
+    },
     /// Broker-mode user topic.
     User,
     /// Another identity's topic: close the connection.
@@ -234,7 +247,9 @@ pub(crate) fn classify_publish(device: &str, module: &str, topic: &str) -> Publi
     if topic.starts_with("$iothub/twin/") {
         return match topics::parse_twin_request_topic(topic) {
             Ok(topics::TwinRequest::Get { rid }) => PublishKind::TwinGet { rid },
-            Ok(topics::TwinRequest::PatchReported { rid }) => PublishKind::TwinPatchReported { rid },
+            Ok(topics::TwinRequest::PatchReported { rid }) => {
+                PublishKind::TwinPatchReported { rid }
+            }
             Err(e) => PublishKind::Drop(format!("unsupported twin topic {topic}: {}", e.message)),
         };
     }
@@ -244,7 +259,9 @@ pub(crate) fn classify_publish(device: &str, module: &str, topic: &str) -> Publi
                 status: r.status,
                 rid: r.rid,
             },
-            Err(e) => PublishKind::Drop(format!("bad method response topic {topic}: {}", e.message)),
+            Err(e) => {
+                PublishKind::Drop(format!("bad method response topic {topic}: {}", e.message))
+            }
         };
     }
     if topic.starts_with('$') {

@@ -339,7 +339,12 @@ impl Hub {
     // ----- messages -----
 
     /// Deliver `msg` to `module`'s input `input` (stored while the module is offline).
-    pub fn inject(&self, module: &str, input: &str, msg: edgemodule::Message) -> Result<(), ApiError> {
+    pub fn inject(
+        &self,
+        module: &str,
+        input: &str,
+        msg: edgemodule::Message,
+    ) -> Result<(), ApiError> {
         if !self.cfg.keys.contains_key(module) {
             return Err(ApiError::new(404, format!("Module {module} not found")));
         }
@@ -360,8 +365,14 @@ impl Hub {
         let expires = self.expiry(enq, 0);
         {
             let mut st = self.lock();
-            st.store
-                .push(module, input, Bytes::from(msg.body), Arc::new(bag), enq, expires);
+            st.store.push(
+                module,
+                input,
+                Bytes::from(msg.body),
+                Arc::new(bag),
+                enq,
+                expires,
+            );
             st.pump(&self.cfg.device_id, module);
         }
         self.flush_store();
@@ -495,8 +506,8 @@ impl Hub {
         let (twins, sessions) = {
             let mut st = self.lock();
             let twins = std::mem::take(&mut st.twins_dirty).then(|| st.twins.to_bytes());
-            let sessions =
-                std::mem::take(&mut st.sessions_dirty).then(|| sessions::sessions_bytes(&st.sessions));
+            let sessions = std::mem::take(&mut st.sessions_dirty)
+                .then(|| sessions::sessions_bytes(&st.sessions));
             (twins, sessions)
         };
         if let Some(b) = twins {
@@ -522,7 +533,8 @@ impl Hub {
         }
         let weak = Arc::downgrade(self);
         let stop = self.stop.clone();
-        let period = (self.cfg.ack_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let period =
+            (self.cfg.ack_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut iv = tokio::time::interval(period);
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -619,7 +631,7 @@ impl Hub {
         let key_of = |_: &str| None;
         let is_revoked = |s: &str| revoked.contains(s);
         let ctx = self.auth_context(&key_of, &is_revoked);
-        let sig = auth::check_sas(&ctx, token, device, module, key).map_err(|r| {
+        let (sig, _) = auth::check_sas(&ctx, token, device, module, key).map_err(|r| {
             tracing::info!(device, module, "HTTP SAS rejected: {}", r.reason);
             unauthorized()
         })?;
@@ -739,8 +751,9 @@ fn routed_message(
     rm.system
         .insert("connectionModuleId".into(), module.to_owned());
     rm.system.insert("enqueuedTime".into(), enqueued.to_owned());
-    rm.system
-        .insert("connectionAuthMethod".into(), r#"{"scope":"module","type":"sasToken","issuer":"iothub"}"#.into());
+    rm.system.insert(
+        "connectionAuthMethod".into(),
+        r#"{"scope":"module","type":"sasToken","issuer":"iothub"}"#.into(),
+    );
     rm
 }
-

@@ -82,8 +82,8 @@ impl Conn {
             if id == 0 {
                 continue;
             }
-            let busy = self.other_inflight.contains_key(&id)
-                || queue.is_some_and(|q| q.contains_key(&id));
+            let busy =
+                self.other_inflight.contains_key(&id) || queue.is_some_and(|q| q.contains_key(&id));
             if !busy {
                 return id;
             }
@@ -141,7 +141,6 @@ impl Session {
             .map(|s| s.qos)
             .max()
     }
-
 }
 
 /// Everything behind the hub lock.
@@ -165,9 +164,19 @@ pub(crate) struct State {
 }
 
 impl State {
+    pub fn session_mut(&mut self, module: &str) -> &mut Session {
+        self.sessions.entry(module.to_owned()).or_default()
+    }
+
     /// Publish (untracked) to `module`'s connection if it is subscribed to `kind`, at the
     /// granted QoS (max 1); returns whether it was sent.
-    pub fn publish_kind(&mut self, module: &str, kind: SubKind, topic: &str, payload: Bytes) -> bool {
+    pub fn publish_kind(
+        &mut self,
+        module: &str,
+        kind: SubKind,
+        topic: &str,
+        payload: Bytes,
+    ) -> bool {
         let Some(qos) = self.sessions.get(module).and_then(|s| s.qos_for(kind)) else {
             return false;
         };
@@ -222,7 +231,8 @@ impl State {
                 done.push(m.seq);
                 continue;
             }
-            let topic = topics::input_topic(device, module, &m.input, &property_bag::encode(&m.bag));
+            let topic =
+                topics::input_topic(device, module, &m.input, &property_bag::encode(&m.bag));
             let mut p = Publish::from_bytes(topic, QoS::AtMostOnce, m.body.clone());
             p.dup = m.sent_before && qos >= 1;
             if qos >= 1 {

@@ -340,8 +340,22 @@ mod tests {
         let mut f = LogFile::new(dir.path());
         let b = bag(&[("a", Some("1")), ("$.cdid", Some("dev")), ("n", None)]);
         let s1 = s.push("m", "in1", Bytes::from_static(b"one"), b.clone(), 10, None);
-        let s2 = s.push("m", "in2", Bytes::from_static(b"\x00two"), b.clone(), 11, Some(99));
-        let s3 = s.push("m", "in1", Bytes::from_static(b"three"), b.clone(), 12, None);
+        let s2 = s.push(
+            "m",
+            "in2",
+            Bytes::from_static(b"\x00two"),
+            b.clone(),
+            11,
+            Some(99),
+        );
+        let s3 = s.push(
+            "m",
+            "in1",
+            Bytes::from_static(b"three"),
+            b.clone(),
+            12,
+            None,
+        );
         assert_eq!((s1, s2, s3), (1, 2, 3));
         assert!(s.remove("m", s1).is_some());
         f.append(&s.take_pending_log()).unwrap();
@@ -355,7 +369,10 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![(2, "in2", &b"\x00two"[..], Some(99)), (3, "in1", &b"three"[..], None)]
+            vec![
+                (2, "in2", &b"\x00two"[..], Some(99)),
+                (3, "in1", &b"three"[..], None)
+            ]
         );
         assert_eq!(*q.msgs[0].bag, *b);
         // New seqs continue after the highest seen.
@@ -365,11 +382,14 @@ mod tests {
         f.rewrite(&snap).unwrap();
         let s = Store::load(dir.path()).unwrap();
         assert_eq!(s.queues["m"].msgs.len(), 3);
-        assert_eq!(s.depths(), vec![
-            ("m".into(), "in1".into(), 1),
-            ("m".into(), "in2".into(), 1),
-            ("m".into(), "x".into(), 1)
-        ]);
+        assert_eq!(
+            s.depths(),
+            vec![
+                ("m".into(), "in1".into(), 1),
+                ("m".into(), "in2".into(), 1),
+                ("m".into(), "x".into(), 1)
+            ]
+        );
     }
 
     #[test]

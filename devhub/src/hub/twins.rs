@@ -103,7 +103,11 @@ impl TwinDoc {
 
     /// Service PATCH: merge `properties.desired` and `tags`. Returns the desired patch to push
     /// to the module (with `$version`), if desired changed.
-    pub fn update(&mut self, patch: &Value, if_match: Option<&str>) -> Result<Option<Value>, ApiError> {
+    pub fn update(
+        &mut self,
+        patch: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Option<Value>, ApiError> {
         self.check_etag(if_match)?;
         let obj = patch
             .as_object()
@@ -111,7 +115,10 @@ impl TwinDoc {
         let desired = obj.get("properties").and_then(|p| p.get("desired"));
         if let Some(d) = desired {
             if !d.is_object() {
-                return Err(ApiError::new(400, "properties.desired must be a JSON object"));
+                return Err(ApiError::new(
+                    400,
+                    "properties.desired must be a JSON object",
+                ));
             }
         }
         let tags = obj.get("tags");
@@ -139,7 +146,11 @@ impl TwinDoc {
 
     /// Service PUT: replace desired (and tags when given). The pushed patch carries the new
     /// desired document plus `null` for every member that disappeared.
-    pub fn replace(&mut self, twin: &Value, if_match: Option<&str>) -> Result<Option<Value>, ApiError> {
+    pub fn replace(
+        &mut self,
+        twin: &Value,
+        if_match: Option<&str>,
+    ) -> Result<Option<Value>, ApiError> {
         self.check_etag(if_match)?;
         let obj = twin
             .as_object()
@@ -153,7 +164,10 @@ impl TwinDoc {
         let mut push = None;
         if let Some(d) = obj.get("properties").and_then(|p| p.get("desired")) {
             let Value::Object(new) = d else {
-                return Err(ApiError::new(400, "properties.desired must be a JSON object"));
+                return Err(ApiError::new(
+                    400,
+                    "properties.desired must be a JSON object",
+                ));
             };
             let mut new = new.clone();
             new.remove("$version");
@@ -168,7 +182,10 @@ impl TwinDoc {
             }
             self.desired = Value::Object(new);
             self.desired_version += 1;
-            push = Some(Self::with_version(&Value::Object(patch), self.desired_version));
+            push = Some(Self::with_version(
+                &Value::Object(patch),
+                self.desired_version,
+            ));
         }
         self.version += 1;
         Ok(push)
@@ -245,7 +262,10 @@ mod tests {
         let etag = t.etag();
         assert_eq!(etag, "AAAAAAAAAAE=");
         let push = t
-            .update(&json!({"properties": {"desired": {"a": null, "c": 3}}}), Some(&format!("\"{etag}\"")))
+            .update(
+                &json!({"properties": {"desired": {"a": null, "c": 3}}}),
+                Some(&format!("\"{etag}\"")),
+            )
             .unwrap();
         assert_eq!(push, Some(json!({"a": null, "c": 3, "$version": 2})));
         assert_eq!(t.desired, json!({"b": 2, "c": 3}));
@@ -257,7 +277,10 @@ mod tests {
         let push = t
             .replace(&json!({"properties": {"desired": {"z": true}}}), Some("*"))
             .unwrap();
-        assert_eq!(push, Some(json!({"z": true, "b": null, "c": null, "$version": 3})));
+        assert_eq!(
+            push,
+            Some(json!({"z": true, "b": null, "c": null, "$version": 3}))
+        );
         assert_eq!(t.desired, json!({"z": true}));
         assert_eq!(t.update(&json!([1]), None).unwrap_err().status, 400);
     }

@@ -20,6 +20,9 @@ use super::RoutedMessage;
 /// Deepest nesting of parentheses/unary operators accepted (keeps hostile input from exhausting the stack).
 const MAX_DEPTH: usize = 64;
 
+/// Most binary operators in one condition: bounds the tree depth that evaluation recurses through.
+const MAX_OPERATORS: usize = 1000;
+
 /// A runtime value of the query language.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -204,6 +207,7 @@ pub struct Parser<'a> {
     toks: &'a [Token],
     pos: usize,
     depth: usize,
+    operators: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -212,6 +216,7 @@ impl<'a> Parser<'a> {
             toks,
             pos,
             depth: 0,
+            operators: 0,
         }
     }
 
@@ -265,7 +270,14 @@ impl<'a> Parser<'a> {
             if prec < min_prec {
                 break;
             }
-            self.bump();
+            let op_tok = self.bump();
+            self.operators += 1;
+            if self.operators > MAX_OPERATORS {
+                return Err(SyntaxError {
+                    column: op_tok.col,
+                    message: format!("condition too complex (more than {MAX_OPERATORS} operators)"),
+                });
+            }
             let right = self.binary(prec + 1)?;
             left = Expr::Binary(op, Box::new(left), Box::new(right));
         }

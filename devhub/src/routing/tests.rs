@@ -287,6 +287,14 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let cond = format!("{}true{}", "(".repeat(5000), ")".repeat(5000));
     let e = err(&format!("FROM /* WHERE {cond} INTO $upstream"));
     assert_eq!(e.message, "expression nested too deeply");
+    let cond = "1".to_string() + &" + 1".repeat(100_000) + " = 1";
+    let e = err(&format!("FROM /* WHERE {cond} INTO $upstream"));
+    assert_eq!(
+        e.message,
+        "condition too complex (more than 1000 operators)"
+    );
+    let ok = "1".to_string() + &" + 1".repeat(999) + " = 1000";
+    assert_eq!(eval(&ok), T);
     let cond = "NOT ".repeat(5000) + "true";
     let e = err(&format!("FROM /* WHERE {cond} INTO $upstream"));
     assert_eq!(e.message, "expression nested too deeply");

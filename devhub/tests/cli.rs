@@ -1,0 +1,234 @@
+//! The `devhub` binary: offline commands, client commands against `devhub run`, help.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_devhub");
+
+fn devhub(state: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--state-dir")
+        .arg(state)
+        .args(args)
+        .env_remove("DEVHUB_STATE_DIR")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn env_map(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            let v = v.strip_prefix('\'').unwrap().strip_suffix('\'').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn env_and_connection_string_without_a_running_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cs = stdout(&devhub(&state, &["connection-string", "sensor"]));
+    let cs = cs.trim();
+    assert!(
+        cs.starts_with(
+            "HostName=devhub.local;DeviceId=devhub-device;ModuleId=sensor;SharedAccessKey="
+        ),
+        "{cs}"
+    );
+    assert!(cs.ends_with(";GatewayHostName=localhost"), "{cs}");
+    // Stable: the key is kept in keys.json.
+    assert_eq!(
+        stdout(&devhub(&state, &["connection-string", "sensor"])).trim(),
+        cs
+    );
+
+    let text = stdout(&devhub(&state, &["env", "sensor"]));
+    let vars = env_map(&text);
+    let get = |k: &str| {
+        vars.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("{k} in {text}"))
+    };
+    let state_abs = std::fs::canonicalize(&state).unwrap();
+    assert_eq!(get("IOTEDGE_IOTHUBHOSTNAME"), "devhub.local");
+    assert_eq!(get("IOTEDGE_DEVICEID"), "devhub-device");
+    assert_eq!(get("IOTEDGE_MODULEID"), "sensor");
+    assert_eq!(get("IOTEDGE_MODULEGENERATIONID"), "1");
+    assert_eq!(
+        get("IOTEDGE_WORKLOADURI"),
+        format!("unix://{}", state_abs.join("workload.sock").display())
+    );
+    assert_eq!(get("IOTEDGE_GATEWAYHOSTNAME"), "localhost");
+    assert_eq!(get("IOTEDGE_AUTHSCHEME"), "sasToken");
+    assert_eq!(get("IOTEDGE_APIVERSION"), "2019-01-30");
+    assert_eq!(get("EdgeHubConnectionString"), cs);
+    let ca = get("EdgeModuleCACertificateFile");
+    assert_eq!(ca, state_abs.join("ca.pem").display().to_string());
+    assert!(std::fs::read_to_string(ca)
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(text.contains("# devhub MQTT/TLS port:"), "{text}");
+    assert_eq!(vars.len(), 10);
+}
+
+#[test]
+fn client_commands_need_a_running_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = devhub(dir.path(), &["status"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("devhub is not running: no "), "{err}");
+    assert!(err.contains("ready.json"), "{err}");
+}
+
+#[test]
+fn help_for_every_command() {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["env", "--help"],
+        vec!["connection-string", "--help"],
+        vec!["twin", "--help"],
+        vec!["twin", "get", "--help"],
+        vec!["twin", "update", "--help"],
+        vec!["invoke", "--help"],
+        vec!["send", "--help"],
+        vec!["monitor", "--help"],
+        vec!["status", "--help"],
+    ] {
+        let o = Command::new(BIN).args(&args).output().unwrap();
+        assert!(o.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Usage: devhub"),
+            "{args:?}"
+        );
+    }
+}
+
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_and_talk_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let extra = dir.path().join("ready-copy.json");
+    let child = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(&state)
+        .args([
+            "run",
+            "--module",
+            "sensor",
+            "--module",
+            "filter",
+            "--mqtt-port",
+            "0",
+            "--https-port",
+            "0",
+            "--mqtt-plain-port",
+            "0",
+            "--log",
+            "warn",
+        ])
+        .arg("--ready-file")
+        .arg(&extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !extra.exists() {
+        assert!(Instant::now() < deadline, "devhub did not become ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info: Value =
+        serde_json::from_slice(&std::fs::read(state.join("ready.json")).unwrap()).unwrap();
+    assert_eq!(info["pid"], running.0.id());
+    assert!(info["mqtt_plain_port"].as_u64().unwrap() > 0);
+
+    let status: Value = serde_json::from_str(&stdout(&devhub(&state, &["status"]))).unwrap();
+    assert_eq!(status["deviceId"], "devhub-device");
+
+    let twin: Value = serde_json::from_str(&stdout(&devhub(
+        &state,
+        &["twin", "update", "sensor", "--desired", r#"{"rate":3}"#],
+    )))
+    .unwrap();
+    assert_eq!(twin["properties"]["desired"]["rate"], 3);
+    let twin: Value =
+        serde_json::from_str(&stdout(&devhub(&state, &["twin", "get", "sensor"]))).unwrap();
+    assert_eq!(twin["moduleId"], "sensor");
+    assert_eq!(twin["properties"]["desired"]["rate"], 3);
+    let o = devhub(&state, &["twin", "update", "sensor", "--desired", "[1]"]);
+    assert_eq!(o.status.code(), Some(1));
+
+    let o = devhub(
+        &state,
+        &[
+            "send",
+            "filter",
+            "in1",
+            "--body",
+            "hello",
+            "--prop",
+            "a=1",
+            "--content-type",
+            "text/plain",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let status: Value = serde_json::from_str(&stdout(&devhub(&state, &["status"]))).unwrap();
+    assert_eq!(status["queues"]["devhub-device/filter/in1"], 1, "{status}");
+
+    let o = devhub(&state, &["invoke", "sensor", "reboot", "--payload", "{}"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("404"), "{err}");
+
+    let o = devhub(&state, &["env", "ghost"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no module \"ghost\""));
+
+    // SIGTERM stops it cleanly: the ready files go away.
+    let st = Command::new("kill")
+        .args(["-TERM", &running.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(code) = running.0.try_wait().unwrap() {
+            assert!(code.success(), "{code:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "devhub did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!state.join("ready.json").exists());
+    assert!(!extra.exists());
+}
