@@ -45,18 +45,40 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response<RespBod
     json(status, &serde_json::json!({ "message": message.into() }))
 }
 
+/// A failed request: status plus the `{"message"}` text. Each API renders it with its own
+/// content type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl HttpError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> HttpError {
+        HttpError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found() -> HttpError {
+        HttpError::new(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
 /// Reads the whole body, refusing more than [`MAX_BODY`] bytes (413).
-pub async fn read_body(body: Incoming) -> Result<Bytes, Response<RespBody>> {
+pub async fn read_body(body: Incoming) -> Result<Bytes, HttpError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large",
         )),
-        Err(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "could not read request body",
-        )),
+        Err(_) => Err(HttpError::bad_request("could not read request body")),
     }
 }
 

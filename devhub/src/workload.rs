@@ -130,10 +130,7 @@ impl Workload {
         }
     }
 
-    async fn route(
-        &self,
-        req: Request<Incoming>,
-    ) -> Result<Response<RespBody>, Response<RespBody>> {
+    async fn route(&self, req: Request<Incoming>) -> Result<Response<RespBody>, HttpError> {
         let query = http_util::query_pairs(req.uri().query());
         match http_util::query_get(&query, "api-version") {
             None => return Err(err(StatusCode::BAD_REQUEST, "api-version not specified")),

@@ -9,9 +9,12 @@ use edgemodule_samples::{env_number, options_from_env, shutdown_signal};
 
 const OUTPUT: &str = "temperatureOutput";
 
-/// Readings per machine temperature cycle: the sawtooth crosses the filter's default (25) and
-/// raised (30) thresholds within a few seconds, so a short demo sees alerts come and go.
+/// Readings per machine temperature cycle (20 → 35 °C): the sawtooth crosses the filter's
+/// default (25) and raised (30) thresholds every few seconds, so a short demo sees alerts come
+/// and go.
 const CYCLE: u64 = 30;
+/// The first reading is at 25 °C, so alerts start right away.
+const PHASE: u64 = CYCLE / 3;
 
 struct Reading {
     machine_temperature: f64,
@@ -22,7 +25,8 @@ struct Reading {
 
 fn reading(n: u64) -> Reading {
     let noise = || rand::random::<f64>() - 0.5;
-    let machine_temperature = 20.0 + 15.0 * (n % CYCLE) as f64 / CYCLE as f64 + noise();
+    let step = (n + PHASE) % CYCLE;
+    let machine_temperature = 20.0 + 15.0 * step as f64 / CYCLE as f64 + noise();
     // Pressure follows temperature on the simulated machine (1 bar at 21 °C, 10 bar at 100 °C).
     let machine_pressure = 1.0 + (machine_temperature - 21.0) * 9.0 / 79.0;
     Reading {
