@@ -120,6 +120,8 @@ say "method: filter reset"
 dh invoke filter reset --payload '{}' >"$WORK/invoke.json"
 cat "$WORK/invoke.json"
 wait_for_line "$WORK/filter.log" 10 'method reset'
+# An unknown method: the filter answers 404 (devhub may report it as an error; keep the output).
+dh invoke filter selfDestruct >"$WORK/invoke-unknown.json" 2>&1 || true
 sleep 1
 dh twin get filter >"$WORK/twin.json"
 
@@ -156,6 +158,11 @@ for line in read("upstream.jsonl").splitlines():
         bad.append(line)
 
 invoke = json.loads(read("invoke.json"))
+unknown = read("invoke-unknown.json")
+try:
+    unknown_status = json.loads(unknown).get("status")
+except ValueError:
+    unknown_status = None
 twin = json.loads(read("twin.json"))
 reported = twin.get("properties", {}).get("reported", {}).get("TemperatureThreshold")
 
@@ -166,6 +173,7 @@ print(f"threshold changes seen      : {len(changes)}")
 for c in changes:
     print(f"  - {c}")
 print(f"method reset result         : status {invoke.get('status')}, payload {json.dumps(invoke.get('payload'))}")
+print(f"unknown method result       : {' '.join(unknown.split())}")
 print(f"reported TemperatureThreshold: {reported}")
 
 checks = {
@@ -175,6 +183,7 @@ checks = {
     "reset answered 200 with threshold 25": invoke.get("status") == 200
     and invoke.get("payload") == {"threshold": 25},
     "the filter reported threshold 25": reported == 25,
+    "an unknown method got 404": unknown_status == 404,
 }
 failed = [name for name, ok in checks.items() if not ok]
 for name, ok in checks.items():

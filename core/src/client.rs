@@ -156,6 +156,28 @@ impl ModuleClient {
         self.inner.credentials.as_ref().map(|c| c.identity.clone())
     }
 
+    /// The core runtime's handle, for bindings that need to run a future (a timer, a blocking
+    /// wait with a deadline) where the client's I/O lives. Never block inside it.
+    pub fn runtime_handle(&self) -> tokio::runtime::Handle {
+        self.inner.runtime.handle().clone()
+    }
+
+    /// Wait up to `timeout` for the next event: `Ok(Some)` an event, `Ok(None)` closed,
+    /// `Err(Timeout)` nothing arrived in time. Blocks the calling thread (C and sync facades).
+    pub fn next_event_blocking(&self, timeout: Option<Duration>) -> Result<Option<Event>> {
+        let this = self.clone();
+        let task = self.inner.runtime.handle().spawn(async move {
+            match timeout {
+                Some(t) => tokio::time::timeout(t, this.next_event())
+                    .await
+                    .map_err(|_| Error::timeout("waiting for an event")),
+                None => Ok(this.next_event().await),
+            }
+        });
+        futures_lite_block_on(task)
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("event wait failed: {e}")))?
+    }
+
     /// The options it was made with.
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options

@@ -84,6 +84,24 @@ pub struct DevHub {
     stop_tx: watch::Sender<bool>,
 }
 
+impl Drop for DevHub {
+    /// Dropped without [`DevHub::stop`]: close the listeners and connections at once (the
+    /// engine's state is not flushed).
+    fn drop(&mut self) {
+        if self.accept_tasks.is_empty() {
+            return; // stopped
+        }
+        for t in self.accept_tasks.drain(..) {
+            t.abort();
+        }
+        for p in &self.ready_files {
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_file(&self.addresses.workload_socket);
+        let _ = self.stop_tx.send(true);
+    }
+}
+
 fn bind_err(what: &str, addr: SocketAddr, e: std::io::Error) -> Error {
     Error::new(
         ErrorKind::Io,
@@ -117,6 +135,12 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::new(ErrorKind::Io, format!("{}: {e}", parent.display())))?;
         }
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("another process (devhub?) is serving {}", path.display()),
+        ));
     }
     // A socket file left by a previous run that was killed.
     let _ = std::fs::remove_file(path);
@@ -165,20 +189,7 @@ pub async fn start(config: Config) -> Result<DevHub> {
             None,
         ),
     };
-    let hub = hub::Hub::new(hub::HubConfig {
-        hub_host_name: config.hub_host_name.clone(),
-        device_id: config.device_id.clone(),
-        modules: module_keys.clone(),
-        router: routing::Router::new(routes),
-        default_ttl_secs,
-        ack_timeout: config.ack_timeout,
-        max_clock_skew: config.max_clock_skew,
-        state_dir: state_dir.clone(),
-        initial_desired,
-        broker,
-        upstream_buffer: UPSTREAM_BUFFER,
-    })?;
-
+    // Listeners first: a port in use must fail before the engine opens its state files.
     let mqtt_tls_l = bind(
         "MQTT/TLS",
         SocketAddr::new(config.bind, config.mqtt_tls_port),
@@ -192,6 +203,23 @@ pub async fn start(config: Config) -> Result<DevHub> {
     let workload_path = config.workload_socket_path();
     let workload_l = bind_unix(&workload_path)?;
     let workload_path = std::fs::canonicalize(&workload_path).unwrap_or(workload_path);
+
+    let hub = hub::Hub::new(hub::HubConfig {
+        hub_host_name: config.hub_host_name.clone(),
+        device_id: config.device_id.clone(),
+        modules: module_keys.clone(),
+        router: routing::Router::new(routes),
+        default_ttl_secs,
+        ack_timeout: config.ack_timeout,
+        max_clock_skew: config.max_clock_skew,
+        state_dir: state_dir.clone(),
+        initial_desired,
+        broker,
+        upstream_buffer: UPSTREAM_BUFFER,
+    })
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(&workload_path);
+    })?;
 
     state::Identity {
         hub_host_name: config.hub_host_name.clone(),
@@ -358,11 +386,12 @@ impl DevHub {
     }
 
     /// Closes the listeners and every connection and flushes the engine's state.
-    pub async fn stop(self) {
-        for t in &self.accept_tasks {
+    pub async fn stop(mut self) {
+        let tasks = std::mem::take(&mut self.accept_tasks);
+        for t in &tasks {
             t.abort();
         }
-        for t in self.accept_tasks {
+        for t in tasks {
             let _ = t.await;
         }
         // Ready files go first: from now on nobody should try to connect.

@@ -232,3 +232,126 @@ fn run_and_talk_to_it() {
     assert!(!state.join("ready.json").exists());
     assert!(!extra.exists());
 }
+
+#[tokio::test]
+async fn monitor_follows_upstream() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.json");
+    std::fs::write(
+        &manifest,
+        r#"{"modulesContent":{"$edgeAgent":{"properties.desired":{"modules":{"sensor":{}}}},
+            "$edgeHub":{"properties.desired":{"schemaVersion":"1.0","routes":{"r":"FROM /messages/* INTO $upstream"}}}}}"#,
+    )
+    .unwrap();
+    let mut cfg = edgemodule_devhub::Config::ephemeral(dir.path().join("state"));
+    cfg.manifest = Some(manifest);
+    let hub = edgemodule_devhub::start(cfg).await.unwrap();
+
+    for json in [true, false] {
+        let mut args = vec!["monitor"];
+        if json {
+            args.push("--json");
+        }
+        let child = Command::new(BIN)
+            .arg("--state-dir")
+            .arg(hub.state_dir())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let stderr = running.0.stderr.take().unwrap();
+        let stdout = running.0.stdout.take().unwrap();
+        // Wait until the feed is open.
+        let line = tokio::task::spawn_blocking(move || {
+            let mut l = String::new();
+            std::io::BufReader::new(stderr).read_line(&mut l).unwrap();
+            l
+        })
+        .await
+        .unwrap();
+        assert!(line.contains("following $upstream"), "{line}");
+
+        let msg = edgemodule::Message::new(format!("hello {json}")).with_property("k", "v");
+        // Publish as the module would: through plain MQTT.
+        let (client, mut el) = mqtt_plain(&hub, "sensor").await;
+        tokio::spawn(async move { while el.poll().await.is_ok() {} });
+        let bag = edgemodule::protocol::property_bag::encode(&edgemodule::message::to_bag(
+            &msg,
+            Some("out"),
+        ));
+        client
+            .publish(
+                format!("devices/devhub-device/modules/sensor/messages/events/{bag}"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                msg.body.clone(),
+            )
+            .await
+            .unwrap();
+        let out = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || {
+                let mut l = String::new();
+                std::io::BufReader::new(stdout).read_line(&mut l).unwrap();
+                l
+            }),
+        )
+        .await
+        .expect("a monitor line in time")
+        .unwrap();
+        if json {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(v["body"], "hello true");
+            assert_eq!(v["output"], "out");
+            assert_eq!(v["properties"]["k"], "v");
+        } else {
+            assert!(
+                out.trim_end()
+                    .ends_with(r#" sensor/out: hello false {"k":"v"}"#),
+                "{out}"
+            );
+        }
+        let _ = client.disconnect().await;
+    }
+    hub.stop().await;
+}
+
+async fn mqtt_plain(
+    hub: &edgemodule_devhub::DevHub,
+    module: &str,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
+    use edgemodule::protocol::{sas, topics};
+    let mut opts = rumqttc::MqttOptions::new(
+        format!("{}/{module}", hub.device_id()),
+        "127.0.0.1",
+        hub.addresses().mqtt_plain.unwrap().port(),
+    );
+    let key = sas::decode_key(&hub.module_key(module).unwrap()).unwrap();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    opts.set_credentials(
+        topics::username(
+            hub.hub_host_name(),
+            hub.device_id(),
+            module,
+            "2021-04-12",
+            "t",
+            None,
+        ),
+        sas::module_token(hub.hub_host_name(), hub.device_id(), module, &key, expiry),
+    );
+    opts.set_clean_session(false);
+    let (c, mut el) = rumqttc::AsyncClient::new(opts, 10);
+    loop {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)) = el.poll().await.unwrap() {
+            break;
+        }
+    }
+    (c, el)
+}

@@ -216,3 +216,31 @@ async fn plain_mqtt_listener_answers_connect() {
     assert_eq!(head[0], 0x20);
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_hub_on_the_same_state_dir_is_refused_and_drop_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::ephemeral(dir.path());
+    let first = start(cfg.clone()).await.unwrap();
+    let e = start(cfg.clone()).await.err().expect("second hub refused");
+    assert!(e.message.contains("another process"), "{e}");
+    // The first one still serves.
+    let sock = first.addresses().workload_socket.clone();
+    let r = common::workload(
+        &sock,
+        http::Method::GET,
+        "/trust-bundle?api-version=2019-01-30",
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, http::StatusCode::OK);
+    let tls = first.addresses().mqtt_tls;
+    drop(first);
+    assert!(!sock.exists());
+    assert!(!dir.path().join("ready.json").exists());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(tokio::net::TcpStream::connect(tls).await.is_err());
+    // And a new one can start.
+    start(cfg).await.unwrap().stop().await;
+}

@@ -99,6 +99,18 @@ class DevHub {
     return cs.replace(/;GatewayHostName=localhost(;|$)/, `;GatewayHostName=localhost:${this.ready.mqtt_tls_port}$1`);
   }
 
+  /** `devhub env MODULE` as an object (the `export K='V'` lines). */
+  env(module) {
+    const out = execFileSync(BIN, ['env', module, '--state-dir', this.stateDir],
+      { encoding: 'utf8', timeout: 30000 });
+    const env = {};
+    for (const line of out.split('\n')) {
+      const m = /^export ([A-Za-z_][A-Za-z0-9_]*)='(.*)'$/.exec(line);
+      if (m) env[m[1]] = m[2].replace(/'\\''/g, "'");
+    }
+    return env;
+  }
+
   /** HTTPS request to devhub's API; resolves {status, body (parsed JSON or null), text}. */
   request(method, urlPath, body) {
     const data = body === undefined ? null : Buffer.from(JSON.stringify(body));

@@ -135,6 +135,47 @@ describe('Node SDK modules on devhub', { timeout: 200000 }, () => {
     assert.deepEqual(ups[0].properties, { checked: 'yes' });
   }));
 
+  it('connects from the edge environment through the Workload API', { timeout: TEST_MS }, () => withLog(async () => {
+    const env = hub.env('nedge');
+    assert.equal(env.IOTEDGE_MODULEID, 'nedge');
+    assert.equal(env.IOTEDGE_WORKLOADURI, `unix://${hub.ready.workload_socket}`);
+    assert.equal(env.IOTEDGE_GATEWAYHOSTNAME, 'localhost');
+    const saved = { ...process.env };
+    let client;
+    try {
+      for (const k of Object.keys(process.env)) {
+        if (k.startsWith('IOTEDGE_') || k === 'EdgeHubConnectionString' || k === 'IotHubConnectionString' || k === 'EdgeModuleCACertificateFile') {
+          delete process.env[k];
+        }
+      }
+      // Only the IOTEDGE_* variables: the SDK must fetch the trust bundle and have its SAS
+      // signed by devhub's Workload API. Node takes the MQTT port from the gateway host name.
+      for (const [k, v] of Object.entries(env)) if (k.startsWith('IOTEDGE_')) process.env[k] = v;
+      process.env.IOTEDGE_GATEWAYHOSTNAME = `localhost:${hub.ready.mqtt_tls_port}`;
+      client = await within(STEP_MS, 'fromEnvironment', ModuleClient.fromEnvironment(Mqtt));
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+    clients.push(client);
+    await within(STEP_MS, 'nedge open', client.open());
+    const received = eventQueue();
+    client.on('inputMessage', (inputName, msg) => {
+      received.push({ inputName, msg });
+      client.complete(msg, () => {});
+    });
+    await hub.waitSubscribed('nedge', `devices/${hub.deviceId}/modules/nedge/inputs/#`);
+    const msg = new Message('hello workload');
+    msg.messageId = 'node-edge-1';
+    msg.properties.add('via', 'workload');
+    await within(STEP_MS, 'sendOutputEvent', client.sendOutputEvent('out', msg));
+    const { inputName, msg: got } = await received.next('looped-back message');
+    assert.equal(inputName, 'loop');
+    assert.equal(got.data.toString('utf8'), 'hello workload');
+    assert.equal(got.messageId, 'node-edge-1');
+    assert.deepEqual(propsOf(got), { via: 'workload', '$.cdid': hub.deviceId, '$.cmid': 'nedge' });
+  }));
+
   it('gets the twin, patches reported and receives desired patches', { timeout: TEST_MS }, () => withLog(async () => {
     const client = await connect('ntwin');
     const twin = await within(STEP_MS, 'getTwin', client.getTwin());
