@@ -1,15 +1,14 @@
 //! A raw rumqttc publisher and subscriber (QoS 1): the baseline with no edgemodule code in the
 //! clients, used against mosquitto and against devhub's plain MQTT port.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::BenchResult;
+use crate::{numbered, BenchResult, Tally};
 
 /// Where and as whom a raw client connects.
 #[derive(Clone, Debug)]
@@ -31,7 +30,10 @@ impl std::fmt::Display for Endpoint {
 /// One measured transfer.
 #[derive(Clone, Copy, Debug)]
 pub struct Transfer {
+    /// Distinct messages received.
     pub received: usize,
+    /// Messages received more than once.
+    pub duplicates: usize,
     pub elapsed: Duration,
     pub complete: bool,
 }
@@ -79,8 +81,8 @@ async fn handshake(el: &mut EventLoop, ep: &Endpoint, suback: bool) -> BenchResu
     }
 }
 
-/// Connects a subscriber to `filter` and returns once SUBACK arrived; the task then counts
-/// publishes (auto-acked by rumqttc) and reports the instant the `n`th arrives.
+/// Connects a subscriber to `filter` and returns once SUBACK arrived; the task then tallies
+/// publishes (auto-acked by rumqttc) and reports the instant the last missing one arrives.
 async fn subscriber(
     ep: &Endpoint,
     filter: &str,
@@ -92,8 +94,8 @@ async fn subscriber(
     handshake(&mut el, ep, true).await?;
     let (done_tx, done_rx) = oneshot::channel();
     let ep = ep.clone();
-    let count = Arc::new(AtomicUsize::new(0));
-    let counter = count.clone();
+    let tally = Arc::new(Mutex::new(Tally::new(n)));
+    let counter = tally.clone();
     let task = tokio::spawn(async move {
         let mut done = Some(done_tx);
         loop {
@@ -105,8 +107,8 @@ async fn subscriber(
                             p.payload.len()
                         );
                     }
-                    let got = counter.fetch_add(1, Ordering::Relaxed) + 1;
-                    if got == n {
+                    let complete = counter.lock().unwrap().record(&p.payload);
+                    if complete {
                         if let Some(tx) = done.take() {
                             let _ = tx.send(Instant::now());
                         }
@@ -115,7 +117,7 @@ async fn subscriber(
                 Ok(_) => {}
                 Err(e) => {
                     if done.is_some() {
-                        let got = counter.load(Ordering::Relaxed);
+                        let got = counter.lock().unwrap().distinct;
                         eprintln!("{ep}: subscriber stopped after {got}: {e}");
                     }
                     return;
@@ -127,7 +129,7 @@ async fn subscriber(
         client,
         task,
         done: done_rx,
-        count,
+        tally,
     })
 }
 
@@ -135,10 +137,10 @@ struct Subscriber {
     client: AsyncClient,
     task: JoinHandle<()>,
     done: oneshot::Receiver<Instant>,
-    count: Arc<AtomicUsize>,
+    tally: Arc<Mutex<Tally>>,
 }
 
-/// Publishes `n` × `payload` (QoS 1, inflight 100) to `topic` from `publisher` and measures
+/// Publishes `n` numbered copies of `payload` (QoS 1, inflight 100) to `topic` from `publisher` and measures
 /// until `subscriber` (on `filter`) received all of them, or `timeout` passed.
 pub async fn transfer(
     publisher: &Endpoint,
@@ -166,9 +168,14 @@ pub async fn transfer(
         let topic = topic.to_string();
         let payload = payload.to_vec();
         tokio::spawn(async move {
-            for _ in 0..n {
+            for seq in 0..n {
                 if client
-                    .publish(topic.as_str(), QoS::AtLeastOnce, false, payload.clone())
+                    .publish(
+                        topic.as_str(),
+                        QoS::AtLeastOnce,
+                        false,
+                        numbered(&payload, seq),
+                    )
                     .await
                     .is_err()
                 {
@@ -187,12 +194,17 @@ pub async fn transfer(
     pub_loop.abort();
     sub.task.abort();
     let complete = matches!(finished, Ok(Ok(_)));
-    let (received, elapsed) = match finished {
-        Ok(Ok(at)) => (n, at.duration_since(start)),
-        _ => (sub.count.load(Ordering::Relaxed), elapsed),
+    let elapsed = match finished {
+        Ok(Ok(at)) => at.duration_since(start),
+        _ => elapsed,
     };
+    let tally = sub.tally.lock().unwrap();
+    if tally.strangers > 0 {
+        eprintln!("{subscriber_ep}: {} unexpected payloads", tally.strangers);
+    }
     Ok(Transfer {
-        received,
+        received: tally.distinct,
+        duplicates: tally.duplicates,
         elapsed,
         complete,
     })

@@ -2,7 +2,15 @@
 //! - MQTT over WebSockets (any path, `mqtt` subprotocol; SDKs use `/$iothub/websocket`);
 //! - module-to-module method invoke (PROTOCOL §9) and the IoT Hub service API subset (§12):
 //!   twins and method invoke;
-//! - devhub's own API under `/devhub/`: inject, upstream feed, status, faults.
+//! - devhub's own API under `/devhub/`:
+//!   - `POST /devhub/modules/{m}/inputs/{i}`: inject the body as a message (202; stored while the
+//!     module is offline). Properties come from the query string (except `api-version`) and
+//!     from `x-devhub-prop-{name}` headers (lower-cased by HTTP); `Content-Type` and
+//!     `Content-Encoding` become `$.ct`/`$.ce`; `x-devhub-message-id`/`-correlation-id` too;
+//!   - `GET /devhub/upstream`: the recent `$upstream` messages (JSON array, oldest first);
+//!     `?follow=1` streams JSON lines for messages arriving *after* the request;
+//!   - `GET /devhub/status`; `POST /devhub/faults/{drop-connections|disconnect|refuse?secs=N|
+//!     twin-errors?status=S&count=N|expire-tokens}`.
 //!
 //! Service and `/devhub/` calls need a service SAS token signed with the `iothubowner` key in
 //! `{state}/keys.json`, **or** no `Authorization` header at all from a loopback address: a dev

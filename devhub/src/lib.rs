@@ -103,9 +103,14 @@ impl Drop for DevHub {
 }
 
 fn bind_err(what: &str, addr: SocketAddr, e: std::io::Error) -> Error {
+    let hint = if e.kind() == std::io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        " (ports below 1024 need privileges: choose another port, e.g. --https-port 8443, or 0 for any)"
+    } else {
+        ""
+    };
     Error::new(
         ErrorKind::Io,
-        format!("cannot listen for {what} on {addr}: {e}"),
+        format!("cannot listen for {what} on {addr}: {e}{hint}"),
     )
 }
 

@@ -58,7 +58,7 @@ mkdir -p "$INTEROP_LOG_DIR"
 # Root gets a plain network namespace; anyone else a user namespace mapped to root.
 if [[ "$(id -u)" == 0 ]]; then ns=(unshare -n); else ns=(unshare -r -n); fi
 echo "interop: Python SDK tests (pytest, ${ns[*]})"
-timeout -k 10 200 "${ns[@]}" bash -c 'ip link set lo up && exec "$0" -m pytest -p no:cacheprovider -q "$1"' \
+timeout -k 10 200 "${ns[@]}" bash -c 'ip link set lo up && exec "$0" -m pytest -q "$1"' \
   "$VENV/bin/python" "$HERE/python"
 py_rc=$?
 

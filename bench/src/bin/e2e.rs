@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use edgemodule::protocol::{property_bag, sas, topics};
@@ -17,7 +17,7 @@ use edgemodule::{ClientOptions, Event, Message, ModuleClient};
 use edgemodule_bench::mosquitto::Mosquitto;
 use edgemodule_bench::raw::{self, Endpoint, Transfer};
 use edgemodule_bench::results::{self, Row};
-use edgemodule_bench::{payload, rate, BenchResult};
+use edgemodule_bench::{numbered, payload, rate, BenchResult, Tally};
 use edgemodule_devhub::{Config, DevHub};
 
 const BODY_SIZE: usize = 256;
@@ -73,7 +73,12 @@ fn report(label: &str, n: usize, t: &Transfer) -> BenchResult<f64> {
         .into());
     }
     let r = rate(n, secs);
-    println!("{label:<28} {n} msgs in {secs:>6.2} s = {r:>8.0} msg/s");
+    let dups = if t.duplicates > 0 {
+        format!(" ({} duplicates)", t.duplicates)
+    } else {
+        String::new()
+    };
+    println!("{label:<28} {n} msgs in {secs:>6.2} s = {r:>8.0} msg/s{dups}");
     Ok(r)
 }
 
@@ -127,25 +132,23 @@ async fn ours(hub: &DevHub, n: usize, body: &[u8], timeout: Duration) -> BenchRe
     b.connect().await?;
     a.connect().await?;
 
-    let received = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Mutex::new(Tally::new(n)));
     let receiver = {
         let b = b.clone();
-        let received = received.clone();
+        let tally = tally.clone();
         tokio::spawn(async move {
-            while received.load(Ordering::Relaxed) < n {
-                match b.next_event().await {
-                    Some(Event::InputMessage { message, ack, .. }) => {
-                        ack.ack();
-                        if message.body.len() != BODY_SIZE {
-                            eprintln!("b: body of {} bytes", message.body.len());
-                        }
-                        received.fetch_add(1, Ordering::Relaxed);
+            while let Some(event) = b.next_event().await {
+                if let Event::InputMessage { message, ack, .. } = event {
+                    ack.ack();
+                    if message.body.len() != BODY_SIZE {
+                        eprintln!("b: body of {} bytes", message.body.len());
                     }
-                    Some(_) => {}
-                    None => break,
+                    if tally.lock().unwrap().record(&message.body) {
+                        return Some(Instant::now());
+                    }
                 }
             }
-            Instant::now()
+            None
         })
     };
 
@@ -155,14 +158,16 @@ async fn ours(hub: &DevHub, n: usize, body: &[u8], timeout: Duration) -> BenchRe
     let senders: Vec<_> = (0..SENDERS)
         .map(|_| {
             let (a, next, failures) = (a.clone(), next.clone(), failures.clone());
-            let message = Message::new(body.to_vec());
+            let body = body.to_vec();
             tokio::spawn(async move {
                 loop {
                     let from = next.fetch_add(CHUNK, Ordering::Relaxed);
                     if from >= n {
                         break;
                     }
-                    let batch = vec![message.clone(); CHUNK.min(n - from)];
+                    let batch = (from..n.min(from + CHUNK))
+                        .map(|seq| Message::new(numbered(&body, seq)))
+                        .collect();
                     for r in a.send_messages_to_output("out1", batch).await {
                         if let Err(e) = r {
                             if failures.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -186,17 +191,19 @@ async fn ours(hub: &DevHub, n: usize, body: &[u8], timeout: Duration) -> BenchRe
     if failed > 0 {
         eprintln!("a: {failed} sends failed");
     }
-    Ok(match done {
-        Ok(Ok(at)) if received.load(Ordering::Relaxed) >= n => Transfer {
-            received: n,
-            elapsed: at.duration_since(start),
-            complete: true,
-        },
-        _ => Transfer {
-            received: received.load(Ordering::Relaxed),
-            elapsed,
-            complete: false,
-        },
+    let tally = tally.lock().unwrap();
+    if tally.strangers > 0 {
+        eprintln!("b: {} unexpected bodies", tally.strangers);
+    }
+    let (elapsed, complete) = match done {
+        Ok(Ok(Some(at))) => (at.duration_since(start), true),
+        _ => (elapsed, false),
+    };
+    Ok(Transfer {
+        received: tally.distinct,
+        duplicates: tally.duplicates,
+        elapsed,
+        complete,
     })
 }
 

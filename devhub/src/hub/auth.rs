@@ -164,7 +164,7 @@ pub(crate) fn classify_filter(
     let own = own_prefix(device, module);
     if let Some(rest) = filter.strip_prefix(&own) {
         // edgeHub: any filter matching ^devices/.+/modules/.+/#$ means "module messages".
-        if rest == "#" || rest == "inputs/#" {
+        if rest == "#" || rest.ends_with("/#") {
             return FilterVerdict::Allow(SubKind::Inputs);
         }
         return FilterVerdict::Allow(SubKind::Ignored);
@@ -288,6 +288,162 @@ pub(crate) fn topic_matches(filter: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn check(
+        client_id: &str,
+        user: &str,
+        token: &str,
+        now: u64,
+        revoked: bool,
+    ) -> Result<Authenticated, Refusal> {
+        let key_of = |m: &str| (m == "a").then(|| KEY.to_vec());
+        let is_revoked = move |_: &str| revoked;
+        let ctx = AuthContext {
+            hub_host: "Hub.Example.NET",
+            device_id: "dev",
+            key_of: &key_of,
+            now_unix: now,
+            max_skew_secs: 300,
+            revoked: &is_revoked,
+        };
+        authenticate(&ctx, client_id, Some(user), Some(token))
+    }
+
+    #[test]
+    fn authenticate_like_edgehub() {
+        let user = topics::username("hub.example.net", "dev", "a", "2020-09-30", "x", None);
+        let tok = |host: &str, d: &str, m: &str, key: &[u8], se: u64| {
+            sas::module_token(host, d, m, key, se)
+        };
+        let good = tok("hub.example.net", "dev", "a", KEY, 2000);
+        let ok = check("dev/a", &user, &good, 1000, false).unwrap();
+        assert_eq!((ok.module.as_str(), ok.token_expiry), ("a", 2000));
+        // Audience host and ids compare case-insensitively.
+        assert!(check(
+            "dev/a",
+            &user,
+            &tok("HUB.example.net", "DEV", "A", KEY, 2000),
+            1000,
+            false
+        )
+        .is_ok());
+        // Expiry honours the skew: se + 300 >= now is still fine.
+        assert!(check("dev/a", &user, &good, 2300, false).is_ok());
+        let bad = |r: Result<Authenticated, Refusal>| r.unwrap_err().code;
+        assert_eq!(
+            bad(check("dev/a", &user, &good, 2301, false)),
+            ConnectReturnCode::NotAuthorized
+        );
+        assert_eq!(
+            bad(check("dev/a", &user, &good, 1000, true)),
+            ConnectReturnCode::NotAuthorized
+        );
+        assert_eq!(
+            bad(check("dev/b", &user, &good, 1000, false)),
+            ConnectReturnCode::NotAuthorized
+        );
+        assert_eq!(
+            bad(check(
+                "dev/a",
+                &user,
+                &tok("other.net", "dev", "a", KEY, 2000),
+                1000,
+                false
+            )),
+            ConnectReturnCode::NotAuthorized
+        );
+        assert_eq!(
+            bad(check(
+                "dev/a",
+                &user,
+                &tok("hub.example.net", "dev", "a", b"wrong", 2000),
+                1000,
+                false
+            )),
+            ConnectReturnCode::NotAuthorized
+        );
+        assert_eq!(
+            bad(check(
+                "dev/a",
+                &user,
+                &tok("hub.example.net", "dev", "b", KEY, 2000),
+                1000,
+                false
+            )),
+            ConnectReturnCode::NotAuthorized
+        );
+        let other_dev = topics::username("hub.example.net", "dev2", "a", "2020-09-30", "x", None);
+        assert_eq!(
+            bad(check(
+                "dev2/a",
+                &other_dev,
+                &tok("hub.example.net", "dev2", "a", KEY, 2000),
+                1000,
+                false
+            )),
+            ConnectReturnCode::NotAuthorized
+        );
+        let unknown = topics::username("hub.example.net", "dev", "zz", "2020-09-30", "x", None);
+        assert_eq!(
+            bad(check(
+                "dev/zz",
+                &unknown,
+                &tok("hub.example.net", "dev", "zz", KEY, 2000),
+                1000,
+                false
+            )),
+            ConnectReturnCode::NotAuthorized
+        );
+        assert_eq!(
+            bad(check("dev/a", "garbage", &good, 1000, false)),
+            ConnectReturnCode::NotAuthorized
+        );
+    }
+
+    #[test]
+    fn publish_classification() {
+        let c = |t: &str| classify_publish("dev", "a", t);
+        assert!(matches!(
+            c("devices/dev/modules/a/messages/events/%24.on=o"),
+            PublishKind::Events(_)
+        ));
+        assert!(matches!(
+            c("devices/dev/modules/a/messages/events"),
+            PublishKind::Events(_)
+        ));
+        assert!(matches!(
+            c("devices/dev/modules/b/messages/events/"),
+            PublishKind::Forbidden(_)
+        ));
+        assert!(matches!(
+            c("devices/dev/messages/events/"),
+            PublishKind::Forbidden(_)
+        ));
+        assert!(matches!(
+            c("devices/dev/modules/a/messages/events/a=%zz"),
+            PublishKind::Drop(_)
+        ));
+        assert_eq!(
+            c("$iothub/twin/GET/?$rid=7"),
+            PublishKind::TwinGet { rid: "7".into() }
+        );
+        assert_eq!(
+            c("$iothub/twin/PATCH/properties/reported/?$rid=8"),
+            PublishKind::TwinPatchReported { rid: "8".into() }
+        );
+        assert_eq!(
+            c("$iothub/methods/res/200/?$rid=ab"),
+            PublishKind::MethodResponse {
+                status: 200,
+                rid: "ab".into()
+            }
+        );
+        assert!(matches!(c("$iothub/other"), PublishKind::Drop(_)));
+        assert_eq!(c("alerts/x"), PublishKind::User);
+        assert!(matches!(c("alerts/#"), PublishKind::Forbidden(_)));
+    }
 
     #[test]
     fn filter_syntax() {

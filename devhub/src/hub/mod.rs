@@ -753,7 +753,7 @@ fn routed_message(
     rm.system.insert("enqueuedTime".into(), enqueued.to_owned());
     rm.system.insert(
         "connectionAuthMethod".into(),
-        r#"{"scope":"module","type":"sasToken","issuer":"iothub"}"#.into(),
+        r#"{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}"#.into(),
     );
     rm
 }

@@ -2,7 +2,7 @@
 
 import queue
 
-from azure.iot.device import Message
+from azure.iot.device import IoTHubModuleClient, Message
 
 from conftest import assert_nothing_more, get, module_client
 
@@ -73,3 +73,44 @@ def test_filter_forwards_to_upstream_only_when_condition_matches(hub):
         assert first["properties"] == {"level": "high", "seq": "2"}
         assert first["connectionDeviceId"] == hub.device_id
         assert first["connectionModuleId"] == "pyfilter"
+
+
+def test_message_to_offline_module_is_stored_and_delivered_on_connect(hub):
+    # pyfilter is offline here (its earlier session keeps its subscription: CleanSession=0).
+    with module_client(hub, "pysensor") as sensor:
+        m = Message("while you were away", message_id="stored-1")
+        m.custom_properties["stored"] = "yes"
+        sensor.send_message_to_output(m, "temperature")
+    # The hub restores the subscription and delivers at once on CONNECT, so the handler must
+    # be in place before connecting (else the SDK drops the message: "No input message inbox").
+    filt = IoTHubModuleClient.create_from_connection_string(
+        hub.connection_string("pyfilter"), server_verification_cert=hub.ca_pem)
+    received = queue.Queue()
+    try:
+        filt.on_message_received = received.put  # auto-connects, then subscribes
+        got = get(received, what="stored message")
+        assert got.input_name == "input1"
+        assert got.data == b"while you were away"
+        assert got.message_id == "stored-1"
+        assert got.custom_properties == {"stored": "yes", "$.cdid": hub.device_id, "$.cmid": "pysensor"}
+        assert_nothing_more(received, what="message (delivered twice?)")
+    finally:
+        filt.shutdown()
+
+
+def test_body_query_route_reads_python_json_messages(hub):
+    """Route `WHERE $body.temperature > 30`: needs $.ct=application/json and $.ce=utf-8,
+    which the SDK sends percent-encoded (application%2Fjson)."""
+    with module_client(hub, "pysensor") as sensor:
+        for i, t in enumerate((25, 35, 99)):
+            m = Message(f'{{"temperature": {t}}}', message_id=f"hot-{i}",
+                        content_type="application/json", content_encoding="utf-8")
+            sensor.send_message_to_output(m, "readings")
+        found = hub.wait_upstream(lambda m: m.get("messageId") == "hot-2")
+        assert len(found) == 1, found
+        hot = [m for m in hub.upstream() if (m.get("messageId") or "").startswith("hot-")]
+        assert [m["messageId"] for m in hot] == ["hot-1", "hot-2"]
+        assert hot[0]["body"] == '{"temperature": 35}'
+        assert hot[0]["output"] == "readings"
+        assert hot[0]["contentType"] == "application/json"
+        assert hot[0]["contentEncoding"] == "utf-8"

@@ -104,3 +104,24 @@ def test_module_to_module_invoke(hub, target, monkeypatch):
             {"methodName": "fail", "payload": None, "responseTimeoutInSeconds": 10},
             hub.device_id, "pymethod")
         assert result == {"status": 404, "payload": {"error": "no such thing"}}
+
+
+def test_azure_iot_hub_with_a_wrong_key_is_401(hub):
+    """The positive azure-iot-hub tests send a SAS; prove devhub checks it (loopback calls
+    without Authorization are accepted, calls with a bad one must not be)."""
+    import base64
+
+    from azure.iot.hub import IoTHubRegistryManager
+    from msrest.exceptions import HttpOperationError
+
+    cs = hub.service_connection_string()
+    if cs is None:
+        pytest.fail("devhub stores no iothubowner key in keys.json: no service connection string")
+    wrong = base64.b64encode(b"\x01" * 32).decode()
+    bad = cs.rsplit("SharedAccessKey=", 1)[0] + "SharedAccessKey=" + wrong
+    registry = IoTHubRegistryManager.from_connection_string(bad)
+    registry.protocol.config.base_url = hub.base_url
+    registry.protocol.config.connection.verify = hub.ca_file
+    with pytest.raises(HttpOperationError) as e:
+        registry.get_module_twin(hub.device_id, "pymethod")
+    assert e.value.response.status_code == 401
