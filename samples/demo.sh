@@ -45,9 +45,13 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 say() { printf '\n== %s\n' "$*"; }
 dh() { "$DEVHUB" --state-dir "$STATE" "$@"; }
+# For background jobs: exec, so that $! is devhub's own pid (a backgrounded function would be a
+# subshell whose death leaves devhub running).
+dh_exec() { exec "$DEVHUB" --state-dir "$STATE" "$@"; }
 
 # Waits up to $2 seconds for regex $3 in file $1.
 wait_for_line() {
@@ -65,7 +69,7 @@ json_field() { # file key: prints ready-file key
 }
 
 say "starting devhub ($MANIFEST, ephemeral ports, state in $STATE)"
-dh run --manifest "$MANIFEST" --mqtt-port 0 --https-port 0 --ready-file "$READY" --log warn \
+dh_exec run --manifest "$MANIFEST" --mqtt-port 0 --https-port 0 --ready-file "$READY" --log warn \
   >"$WORK/devhub.log" 2>&1 &
 DEVHUB_PID=$!
 PIDS+=("$DEVHUB_PID")
@@ -84,7 +88,7 @@ HTTPS_PORT=$(json_field "$READY" https_port)
 echo "devhub ready: MQTT/TLS 127.0.0.1:$MQTT_PORT, HTTPS 127.0.0.1:$HTTPS_PORT"
 
 # $upstream feed, one JSON object per line, collected for the summary.
-dh monitor --json >"$WORK/upstream.jsonl" 2>"$WORK/monitor.log" &
+dh_exec monitor --json >"$WORK/upstream.jsonl" 2>"$WORK/monitor.log" &
 PIDS+=("$!")
 
 # A module's process: the environment `devhub env` prints (IoT Edge variables, Workload API,

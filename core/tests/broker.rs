@@ -32,8 +32,12 @@ fn mosquitto_binary() -> String {
 }
 
 fn start_mosquitto() -> Mosquitto {
+    start_mosquitto_on(free_port())
+}
+
+/// mosquitto on 127.0.0.1:`port`, without persistence (a restart forgets every session).
+fn start_mosquitto_on(port: u16) -> Mosquitto {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
     let mut text = format!(
         "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n"
@@ -50,13 +54,14 @@ fn start_mosquitto() -> Mosquitto {
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto starts");
+    let m = Mosquitto {
+        child,
+        port,
+        _dir: dir,
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Mosquitto {
-                child,
-                port,
-                _dir: dir,
-            };
+            return m;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -75,6 +80,7 @@ fn unsafe_is_root() -> bool {
 fn broker_client(port: u16, id: &str) -> ModuleClient {
     let mut opts = ClientOptions::default();
     opts.backoff.min = Duration::from_millis(50);
+    opts.backoff.max = Duration::from_millis(500);
     ModuleClient::from_broker(
         BrokerOptions {
             host: "127.0.0.1".into(),
@@ -136,29 +142,7 @@ async fn broker_subscriptions_survive_a_broker_restart() {
     sub.connect().await.unwrap();
     sub.subscribe("alerts/#", 1).await.unwrap();
     drop(m); // mosquitto without persistence forgets every session
-    let _m2 = {
-        // Start a new one on the same port.
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("m.conf");
-        let mut text =
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n");
-        if unsafe_is_root() {
-            text.push_str("user root\n");
-        }
-        std::fs::write(&conf, text).unwrap();
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Mosquitto {
-            child,
-            port,
-            _dir: dir,
-        }
-    };
+    let _m2 = start_mosquitto_on(port);
     next_matching(&sub, Duration::from_secs(10), |ev| match ev {
         Event::ConnectionStatus {
             status: edgemodule::ConnectionStatus::Connected,

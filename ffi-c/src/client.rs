@@ -143,9 +143,8 @@ pub type em_event_completion = Option<
 /// Completion with a JSON result (`em_client_get_twin_async`): on success `json` is owned by the
 /// callback (free it with `em_string_free`); on failure it is NULL.
 #[allow(non_camel_case_types)]
-pub type em_json_completion = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, error: *mut em_error, json: *mut c_char),
->;
+pub type em_json_completion =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, error: *mut em_error, json: *mut c_char)>;
 
 /// Completion of `em_client_invoke_method_async`: on success `status` is the method's status
 /// and `payload_json` (owned, free with `em_string_free`) its payload; on failure `status` is 0
@@ -1095,7 +1094,9 @@ pub extern "C" fn em_client_patch_reported(
         // SAFETY: header contract.
         let patch = unsafe { arg_json(patch_json, "patch_json") }?;
         if !patch.is_object() {
-            return Err(Error::invalid("argument `patch_json` must be a JSON object"));
+            return Err(Error::invalid(
+                "argument `patch_json` must be a JSON object",
+            ));
         }
         let v = blocking(client, "patch reported", timeout_ms, |c| {
             Ok(async move { c.patch_reported(patch).await })
@@ -1121,7 +1122,9 @@ pub extern "C" fn em_client_patch_reported_async(
         // SAFETY: header contract.
         let patch = unsafe { arg_json(patch_json, "patch_json") }?;
         if !patch.is_object() {
-            return Err(Error::invalid("argument `patch_json` must be a JSON object"));
+            return Err(Error::invalid(
+                "argument `patch_json` must be a JSON object",
+            ));
         }
         spawn_op(
             client,
@@ -1435,7 +1438,7 @@ pub extern "C" fn em_client_queue_stats(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{em_error_free, em_error_kind, em_error_kind as K};
+    use crate::error::{em_error_code as K, em_error_free, em_error_kind};
 
     fn kind(e: *mut em_error) -> K {
         let k = em_error_kind(e);
@@ -1459,13 +1462,19 @@ mod tests {
             unsafe { options_from(&o) }.unwrap_err().kind,
             ErrorKind::InvalidArgument
         );
-        assert_eq!(kind(em_client_options_init(ptr::null_mut())), K::EM_ERROR_INVALID_ARGUMENT);
+        assert_eq!(
+            kind(em_client_options_init(ptr::null_mut())),
+            K::EM_ERROR_INVALID_ARGUMENT
+        );
     }
 
     #[test]
     fn unknown_handles_are_errors_not_ub() {
         let bogus = 0x1234_5670 as *mut em_client;
-        assert_eq!(kind(em_client_connect(bogus, 10)), K::EM_ERROR_INVALID_ARGUMENT);
+        assert_eq!(
+            kind(em_client_connect(bogus, 10)),
+            K::EM_ERROR_INVALID_ARGUMENT
+        );
         assert_eq!(
             kind(em_client_connect(ptr::null_mut(), 10)),
             K::EM_ERROR_INVALID_ARGUMENT
@@ -1478,6 +1487,9 @@ mod tests {
         let r = vec![Ok(()), Err(Error::timeout("send")), Err(Error::closed())];
         let e = batch_summary(&r).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Timeout);
-        assert_eq!(e.message, "2 of 3 messages failed; first (#1): send timed out");
+        assert_eq!(
+            e.message,
+            "2 of 3 messages failed; first (#1): send timed out"
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::util::{c_string, ffi_value};
 #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum em_error_kind {
+pub enum em_error_code {
     /// Not an error: what `em_error_kind(NULL)` returns.
     EM_ERROR_NONE = 0,
     /// An argument was NULL, malformed, not UTF-8, or a handle is unknown or already freed.
@@ -48,9 +48,9 @@ pub enum em_error_kind {
     EM_ERROR_NOT_FOUND = 16,
 }
 
-impl em_error_kind {
-    pub(crate) fn from_core(k: ErrorKind) -> em_error_kind {
-        use em_error_kind::*;
+impl em_error_code {
+    pub(crate) fn from_core(k: ErrorKind) -> em_error_code {
+        use em_error_code::*;
         match k {
             ErrorKind::InvalidArgument => EM_ERROR_INVALID_ARGUMENT,
             ErrorKind::Configuration => EM_ERROR_CONFIGURATION,
@@ -94,12 +94,12 @@ impl em_error {
 
 /// The error's stable kind; `EM_ERROR_NONE` for NULL (a success).
 #[no_mangle]
-pub extern "C" fn em_error_kind(error: *const em_error) -> em_error_kind {
-    ffi_value(em_error_kind::EM_ERROR_INTERNAL, || {
+pub extern "C" fn em_error_kind(error: *const em_error) -> em_error_code {
+    ffi_value(em_error_code::EM_ERROR_INTERNAL, || {
         // SAFETY: NULL or a live error from this library (header contract).
         match unsafe { error.as_ref() } {
-            None => em_error_kind::EM_ERROR_NONE,
-            Some(e) => em_error_kind::from_core(e.kind),
+            None => em_error_code::EM_ERROR_NONE,
+            Some(e) => em_error_code::from_core(e.kind),
         }
     })
 }
@@ -188,18 +188,18 @@ mod tests {
     #[test]
     fn kinds_match_core_codes_and_names() {
         for k in ErrorKind::ALL {
-            let c = em_error_kind::from_core(k);
+            let c = em_error_code::from_core(k);
             assert_eq!(c as i32, k.code());
             let name = unsafe { CStr::from_ptr(em_error_kind_name(k.code())) };
             assert_eq!(name.to_str().unwrap(), k.name());
         }
-        assert_eq!(em_error_kind(ptr::null()), em_error_kind::EM_ERROR_NONE);
+        assert_eq!(em_error_kind(ptr::null()), em_error_code::EM_ERROR_NONE);
     }
 
     #[test]
     fn error_round_trip() {
         let e = em_error::into_raw(Error::with_status(ErrorKind::HubError, 429, "slow down"));
-        assert_eq!(em_error_kind(e), em_error_kind::EM_ERROR_HUB);
+        assert_eq!(em_error_kind(e), em_error_code::EM_ERROR_HUB);
         assert_eq!(em_error_status(e), 429);
         let c = em_error_clone(e);
         em_error_free(e);

@@ -15,7 +15,7 @@ const MAGIC: u64 = 0x656d_5f65_7674_0001;
 #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum em_event_kind {
+pub enum em_event_type {
     /// Not an event (NULL).
     EM_EVENT_NONE = 0,
     /// A message on one of the module's inputs: `em_event_input_name`, `em_event_message`;
@@ -181,13 +181,13 @@ fn with_event<T: Copy>(event: *const em_event, fallback: T, f: impl FnOnce(&Data
 
 /// The event's kind (`EM_EVENT_NONE` for NULL).
 #[no_mangle]
-pub extern "C" fn em_event_kind(event: *const em_event) -> em_event_kind {
-    with_event(event, em_event_kind::EM_EVENT_NONE, |d| match d {
-        Data::Input { .. } => em_event_kind::EM_EVENT_INPUT_MESSAGE,
-        Data::Desired { .. } => em_event_kind::EM_EVENT_DESIRED_PROPERTIES,
-        Data::Method { .. } => em_event_kind::EM_EVENT_METHOD_REQUEST,
-        Data::Status { .. } => em_event_kind::EM_EVENT_CONNECTION_STATUS,
-        Data::Topic { .. } => em_event_kind::EM_EVENT_TOPIC_MESSAGE,
+pub extern "C" fn em_event_kind(event: *const em_event) -> em_event_type {
+    with_event(event, em_event_type::EM_EVENT_NONE, |d| match d {
+        Data::Input { .. } => em_event_type::EM_EVENT_INPUT_MESSAGE,
+        Data::Desired { .. } => em_event_type::EM_EVENT_DESIRED_PROPERTIES,
+        Data::Method { .. } => em_event_type::EM_EVENT_METHOD_REQUEST,
+        Data::Status { .. } => em_event_type::EM_EVENT_CONNECTION_STATUS,
+        Data::Topic { .. } => em_event_type::EM_EVENT_TOPIC_MESSAGE,
     })
 }
 
@@ -241,7 +241,9 @@ pub extern "C" fn em_event_desired_json(event: *const em_event) -> *const c_char
 #[no_mangle]
 pub extern "C" fn em_event_desired_version(event: *const em_event, version: *mut i64) -> bool {
     with_event(event, false, |d| match d {
-        Data::Desired { version: Some(v), .. } if !version.is_null() => {
+        Data::Desired {
+            version: Some(v), ..
+        } if !version.is_null() => {
             // SAFETY: checked non-NULL.
             unsafe { *version = *v };
             true
@@ -280,19 +282,27 @@ pub extern "C" fn em_event_method_request_id(event: *const em_event) -> *const c
 /// Connection-status events: the new status, else `EM_STATUS_UNKNOWN`.
 #[no_mangle]
 pub extern "C" fn em_event_connection_status(event: *const em_event) -> em_connection_status {
-    with_event(event, em_connection_status::EM_STATUS_UNKNOWN, |d| match d {
-        Data::Status { status, .. } => status_code(*status),
-        _ => em_connection_status::EM_STATUS_UNKNOWN,
-    })
+    with_event(
+        event,
+        em_connection_status::EM_STATUS_UNKNOWN,
+        |d| match d {
+            Data::Status { status, .. } => status_code(*status),
+            _ => em_connection_status::EM_STATUS_UNKNOWN,
+        },
+    )
 }
 
 /// Connection-status events: the reason (`EM_REASON_CONNECTION_OK` for other kinds).
 #[no_mangle]
 pub extern "C" fn em_event_status_reason(event: *const em_event) -> em_status_reason {
-    with_event(event, em_status_reason::EM_REASON_CONNECTION_OK, |d| match d {
-        Data::Status { reason, .. } => reason_code(*reason),
-        _ => em_status_reason::EM_REASON_CONNECTION_OK,
-    })
+    with_event(
+        event,
+        em_status_reason::EM_REASON_CONNECTION_OK,
+        |d| match d {
+            Data::Status { reason, .. } => reason_code(*reason),
+            _ => em_status_reason::EM_REASON_CONNECTION_OK,
+        },
+    )
 }
 
 /// `EM_STATUS_DISCONNECTED_RETRYING` events: the reconnect attempt (from 1), else 0.
@@ -385,7 +395,7 @@ mod tests {
             name: "reset".into(),
             payload: serde_json::json!({"a": 1}),
         });
-        assert_eq!(em_event_kind(ev), em_event_kind::EM_EVENT_METHOD_REQUEST);
+        assert_eq!(em_event_kind(ev), em_event_type::EM_EVENT_METHOD_REQUEST);
         let s = |p: *const c_char| unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_string();
         assert_eq!(s(em_event_method_name(ev)), "reset");
         assert_eq!(s(em_event_method_request_id(ev)), "7");
@@ -395,7 +405,7 @@ mod tests {
         let mut v = 0;
         assert!(!em_event_desired_version(ev, &mut v));
         em_event_free(ev);
-        assert_eq!(em_event_kind(ptr::null()), em_event_kind::EM_EVENT_NONE);
+        assert_eq!(em_event_kind(ptr::null()), em_event_type::EM_EVENT_NONE);
     }
 
     #[test]

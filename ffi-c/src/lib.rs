@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn panic_becomes_internal_error() {
         let e = em_test_fail(true, std::ptr::null());
-        assert_eq!(em_error_kind(e), em_error_kind::EM_ERROR_INTERNAL);
+        assert_eq!(em_error_kind(e), em_error_code::EM_ERROR_INTERNAL);
         let m = unsafe { std::ffi::CStr::from_ptr(em_error_message(e)) };
         assert!(m.to_str().unwrap().contains("asked to panic"), "{m:?}");
         em_error_free(e);

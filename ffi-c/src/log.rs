@@ -123,12 +123,7 @@ impl<S: Subscriber> Layer<S> for CallbackLayer {
         let level = level_code(meta.level());
         // SAFETY: the application registered this function for exactly this use.
         in_callback(|| unsafe {
-            (sink.cb)(
-                sink.user_data.0,
-                level,
-                target.as_ptr(),
-                message.as_ptr(),
-            )
+            (sink.cb)(sink.user_data.0, level, target.as_ptr(), message.as_ptr())
         });
     }
 }

@@ -496,7 +496,7 @@ mod tests {
         let e = em_message_property_at(m, 2, &mut k, &mut val);
         assert_eq!(
             crate::error::em_error_kind(e),
-            crate::error::em_error_kind::EM_ERROR_INVALID_ARGUMENT
+            crate::error::em_error_code::EM_ERROR_INVALID_ARGUMENT
         );
         crate::error::em_error_free(e);
         let id = unsafe { CStr::from_ptr(em_message_message_id(m)) };

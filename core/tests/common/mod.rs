@@ -107,10 +107,12 @@ impl Hub {
     }
 
     pub fn options(&self) -> ClientOptions {
-        let mut o = ClientOptions::default();
-        o.trust_bundle_pem = Some(self.ca_pem.clone());
-        o.mqtt_port = Some(self.dh().addresses().mqtt_tls.port());
-        o.https_port = Some(self.dh().addresses().https.port());
+        let mut o = ClientOptions {
+            trust_bundle_pem: Some(self.ca_pem.clone()),
+            mqtt_port: Some(self.dh().addresses().mqtt_tls.port()),
+            https_port: Some(self.dh().addresses().https.port()),
+            ..Default::default()
+        };
         o.backoff.min = Duration::from_millis(50);
         o.backoff.max = Duration::from_millis(500);
         o.operation_timeout = Duration::from_secs(20);

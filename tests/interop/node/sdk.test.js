@@ -176,6 +176,18 @@ describe('Node SDK modules on devhub', { timeout: 200000 }, () => {
     assert.deepEqual(propsOf(got), { via: 'workload', '$.cdid': hub.deviceId, '$.cmid': 'nedge' });
   }));
 
+  it('is refused with a wrong module key', { timeout: TEST_MS }, () => withLog(async () => {
+    const wrongKey = Buffer.alloc(32, 1).toString('base64');
+    const cs = hub.connectionString('nsensor').replace(/SharedAccessKey=[^;]*/, `SharedAccessKey=${wrongKey}`);
+    const client = ModuleClient.fromConnectionString(cs, Mqtt);
+    clients.push(client);
+    await client.setOptions({ ca: hub.caPem });
+    await assert.rejects(within(STEP_MS, 'open with a wrong key', client.open()), (err) => {
+      assert.equal(err.constructor.name, 'UnauthorizedError', `${err.constructor.name}: ${err.message}`);
+      return true;
+    });
+  }));
+
   it('gets the twin, patches reported and receives desired patches', { timeout: TEST_MS }, () => withLog(async () => {
     const client = await connect('ntwin');
     const twin = await within(STEP_MS, 'getTwin', client.getTwin());

@@ -2,11 +2,13 @@
 token renewal (the SDK disconnects and reconnects with a new token, relying on the hub to
 keep its subscriptions: it does not subscribe again)."""
 
+import base64
 import queue
 import threading
 import time
 
-from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
+import pytest
+from azure.iot.device import IoTHubModuleClient, Message, MethodResponse, exceptions
 
 from conftest import assert_nothing_more, connected, get, module_client
 
@@ -77,3 +79,16 @@ def test_method_waits_for_module_to_connect(hub):
     finally:
         t.join(25)
     assert result == {"status": 200, "body": {"status": 201, "payload": {"late": {"n": 1}}}}
+
+
+def test_wrong_module_key_is_refused(hub):
+    wrong = base64.b64encode(b"\x01" * 32).decode()
+    cs = hub.connection_string("pysensor").split(";")
+    cs = ";".join(p if not p.startswith("SharedAccessKey=") else "SharedAccessKey=" + wrong for p in cs)
+    client = IoTHubModuleClient.create_from_connection_string(
+        cs, server_verification_cert=hub.ca_pem, connection_retry=False)
+    try:
+        with pytest.raises(exceptions.CredentialError):
+            client.connect()
+    finally:
+        client.shutdown()

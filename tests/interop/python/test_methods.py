@@ -1,6 +1,7 @@
 """Direct methods answered by a Python SDK module, invoked through devhub's service API,
 through azure-iot-hub, and by another Python SDK module (module-to-module over HTTPS)."""
 
+import base64
 import queue
 
 import pytest
@@ -109,8 +110,6 @@ def test_module_to_module_invoke(hub, target, monkeypatch):
 def test_azure_iot_hub_with_a_wrong_key_is_401(hub):
     """The positive azure-iot-hub tests send a SAS; prove devhub checks it (loopback calls
     without Authorization are accepted, calls with a bad one must not be)."""
-    import base64
-
     from azure.iot.hub import IoTHubRegistryManager
     from msrest.exceptions import HttpOperationError
 
