@@ -1141,7 +1141,9 @@ impl Session {
     fn expire(&mut self, now: Instant) {
         let max_age = self.opts().offline_queue_max_age;
         let op_timeout = self.opts().operation_timeout;
-        // Offline queue: age limit.
+        // Offline queue: age limit. The observable depth is updated before the senders learn
+        // of their failure.
+        let mut aged = Vec::new();
         while let Some(id) = self.outbox.front().copied() {
             let old = self
                 .sends
@@ -1151,13 +1153,15 @@ impl Session {
                 break;
             }
             self.outbox.pop_front();
-            if let Some(mut s) = self.sends.remove(&id) {
-                if let Some(r) = s.reply.take() {
-                    let _ = r.send(Err(Error::new(
-                        ErrorKind::Timeout,
-                        format!("the message waited over {max_age:?} in the offline queue"),
-                    )));
-                }
+            aged.extend(self.sends.remove(&id).and_then(|mut s| s.reply.take()));
+        }
+        if !aged.is_empty() {
+            self.update_shared();
+            for r in aged {
+                let _ = r.send(Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("the message waited over {max_age:?} in the offline queue"),
+                )));
             }
         }
         // Transmitted but not acknowledged in time: fail it (it stays in rumqttc's window and

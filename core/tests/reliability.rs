@@ -97,6 +97,18 @@ async fn short_sas_ttl_renews_without_loss() {
     b.connect().await.unwrap();
     // 30 s of traffic: each client renews its token (and reconnects) about every 4 s.
     stream_and_check(&a, &b, 300, Duration::from_millis(100), async {}).await;
+    // The renewals were announced as status events with their reason.
+    let mut renewals = 0;
+    while let Some(ev) = a.try_next_event() {
+        if let Event::ConnectionStatus {
+            reason: StatusReason::ExpiredSasToken,
+            ..
+        } = ev
+        {
+            renewals += 1;
+        }
+    }
+    assert!(renewals >= 5, "{renewals} token renewals seen in 30 s");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -129,6 +141,25 @@ async fn offline_queue_is_bounded_and_observable() {
         assert_eq!(w.await.unwrap().unwrap_err().kind, ErrorKind::Closed);
     }
     hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_messages_past_the_age_limit_fail_with_timeout() {
+    let hub = Hub::start(&manifest(&["a"], &[], serde_json::json!({}))).await;
+    let mut opts = hub.options();
+    opts.offline_queue_max_age = Duration::from_millis(400);
+    opts.mqtt_port = Some(free_port()); // nothing listens: the client stays offline
+    let a = hub.client_with("a", opts);
+    let _ = tokio::time::timeout(Duration::from_millis(100), a.connect()).await;
+    let started = std::time::Instant::now();
+    let e = a
+        .send_message_to_output("out1", Message::new(b"late".to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(a.queue_stats().depth, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

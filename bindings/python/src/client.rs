@@ -512,6 +512,9 @@ impl NativeClient {
     /// One entry per message: None (sent) or the exception.
     fn send_batch<'py>(&self, py: Python<'py>, output: String, messages: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let ms = messages_arg(py, messages)?;
+        if self.client.is_closed() {
+            return Err(to_py(py, Error::closed()));
+        }
         let c = self.core();
         let rs = self.blocking(py, async move { Ok(c.send_messages_to_output(&output, ms).await) })?;
         batch_to_py(py, rs)
@@ -666,7 +669,12 @@ impl NativeClient {
         let c = self.core();
         self.spawn(
             py,
-            async move { Ok(c.send_messages_to_output(&output, ms).await) },
+            async move {
+                if c.is_closed() {
+                    return Err(Error::closed());
+                }
+                Ok(c.send_messages_to_output(&output, ms).await)
+            },
             done,
             batch_to_py,
         )
