@@ -22,3 +22,33 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 fi
 echo "install-deps: ok"
+
+# ---------------------------------------------------------------------------------------------
+# Cross-compilation packages (issue 6), called by cross/run.sh as
+# `bash scripts/install-deps.sh cross`; the lines above run first either way.
+# The cross gcc packages only *recommend* their libc, which --no-install-recommends would drop:
+# without libc6-dev-*-cross every link fails with "cannot find crti.o", so they are listed.
+# `wine` provides /usr/bin/wine; `wine64` the 64-bit loader it needs.
+install_cross_deps() {
+  local cneed=() p
+  for p in gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf \
+           libc6-dev-armhf-cross gcc-mingw-w64-x86-64 qemu-user wine wine64 file; do
+    have_pkg "$p" || cneed+=("$p")
+  done
+  if [ ${#cneed[@]} -gt 0 ]; then
+    echo "install-deps: apt-get install ${cneed[*]}"
+    local SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      "${cneed[@]}" >/dev/null
+  fi
+  if command -v rustup >/dev/null 2>&1; then
+    local t installed
+    installed="$(rustup target list --installed 2>/dev/null)"
+    for t in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf x86_64-pc-windows-gnu; do
+      grep -qx "$t" <<<"$installed" || rustup target add "$t"
+    done
+  fi
+  echo "install-deps: cross ok"
+}
+if [ "${1:-}" = "cross" ]; then install_cross_deps; fi

@@ -5,6 +5,7 @@
 #
 # Idempotent: the venv (bindings/python/.venv, gitignored) is created once and reinstalled
 # only when requirements-dev.txt changes; `maturin develop` (debug, fast) rebuilds what changed.
+#   bash bindings/python/run-tests.sh --build-only   (venv + devhub + maturin develop; no tests)
 # Env: EDGEMODULE_PY_RELEASE=1 builds in release mode; DEVHUB_BIN overrides the devhub path.
 # Tests that need the official SDK on ports 8883/443 run in a private network namespace
 # (`unshare -n`, like tests/interop/run.sh); they are skipped where that is impossible.
@@ -42,6 +43,8 @@ mode=()
   "$VENV/bin/maturin" develop -q "${mode[@]}" 2>&1 | grep -v '^📦\|^🔗\|^🐍\|^💻\|^📡\|^🛠' ) 
 [[ ${PIPESTATUS[0]} -eq 0 ]] || die "maturin develop failed"
 "$VENV/bin/python" -c 'import edgemodule' || die "the built package does not import"
+
+[[ "${1:-}" == --build-only ]] && exit 0
 
 cd "$HERE"
 timeout -k 10 900 "$VENV/bin/python" -m pytest -p no:cacheprovider -q "$@" tests

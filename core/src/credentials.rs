@@ -255,16 +255,19 @@ mod tests {
         move |k| map.get(k).cloned()
     }
 
+    // Windows builds accept only http:// Workload URIs (see workload::parse_uri).
+    #[cfg(unix)]
+    const WORKLOAD_URI: &str = "unix:///var/run/iotedge/workload.sock";
+    #[cfg(not(unix))]
+    const WORKLOAD_URI: &str = "http://127.0.0.1:15580";
+
     fn edge_env() -> Vec<(&'static str, &'static str)> {
         vec![
             ("IOTEDGE_IOTHUBHOSTNAME", "myhub.azure-devices.net"),
             ("IOTEDGE_DEVICEID", "edge1"),
             ("IOTEDGE_MODULEID", "filter"),
             ("IOTEDGE_MODULEGENERATIONID", "gen1"),
-            (
-                "IOTEDGE_WORKLOADURI",
-                "unix:///var/run/iotedge/workload.sock",
-            ),
+            ("IOTEDGE_WORKLOADURI", WORKLOAD_URI),
             ("IOTEDGE_GATEWAYHOSTNAME", "edgehost"),
             ("IOTEDGE_AUTHSCHEME", "sasToken"),
         ]

@@ -46,6 +46,7 @@ pub async fn request(
 ) -> Result<Response> {
     let fut = async {
         match endpoint {
+            #[cfg(unix)]
             Endpoint::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path).await.map_err(|e| {
                     Error::new(kind, format!("cannot connect to {}: {e}", path.display()))
@@ -61,6 +62,15 @@ pub async fn request(
                 )
                 .await
             }
+            // No tokio unix sockets on Windows (IoT Edge there serves the Workload API over
+            // http://); workload::parse_uri already refuses unix:// URIs, this covers an
+            // Endpoint built by hand.
+            #[cfg(not(unix))]
+            Endpoint::Unix(path) => Err(Error::config(format!(
+                "IOTEDGE_WORKLOADURI: unix:// sockets ({}) are not supported on this platform; \
+                 use http://host:port",
+                path.display()
+            ))),
             Endpoint::Tcp { host, port } => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
                     .await

@@ -39,6 +39,14 @@ pub fn parse_uri(uri: &str) -> Result<Endpoint> {
                 "IOTEDGE_WORKLOADURI: unix socket path must be absolute, got {uri:?}"
             )));
         }
+        // No unix sockets in Windows builds (IoT Edge there serves the Workload API over
+        // http://): say so at configuration time rather than on every connect attempt.
+        #[cfg(not(unix))]
+        return Err(Error::config(format!(
+            "IOTEDGE_WORKLOADURI: unix:// sockets are not supported on this platform, got \
+             {uri:?}; use http://host:port"
+        )));
+        #[cfg(unix)]
         return Ok(Endpoint::Unix(path.into()));
     }
     if let Some(rest) = uri.strip_prefix("http://") {
@@ -198,9 +206,16 @@ mod tests {
 
     #[test]
     fn parses_workload_uris() {
+        #[cfg(unix)]
         match parse_uri("unix:///var/run/iotedge/workload.sock").unwrap() {
             Endpoint::Unix(p) => assert_eq!(p.to_str().unwrap(), "/var/run/iotedge/workload.sock"),
             other => panic!("{other:?}"),
+        }
+        #[cfg(not(unix))]
+        {
+            let e = parse_uri("unix:///var/run/iotedge/workload.sock").unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Configuration);
+            assert!(e.message.contains("use http://"), "{}", e.message);
         }
         match parse_uri("http://127.0.0.1:15580/").unwrap() {
             Endpoint::Tcp { host, port } => assert_eq!((host.as_str(), port), ("127.0.0.1", 15580)),

@@ -1,80 +1,15 @@
-//! Broker mode: user topics against a real mosquitto (started here on a free port) and against
-//! devhub's MQTT broker (schema 1.2 authorization policy).
+//! Broker mode: user topics against a real mosquitto (the harness starts it on a free port) and
+//! against devhub's MQTT broker (schema 1.2 authorization policy).
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, next_matching, Hub};
+use common::{free_port, next_matching, start_mosquitto_on, Hub, Mosquitto};
 use edgemodule::{BrokerOptions, ClientOptions, ErrorKind, Event, ModuleClient};
-
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn mosquitto_binary() -> String {
-    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
-        if std::path::Path::new(p).exists() {
-            return p.to_string();
-        }
-    }
-    panic!("mosquitto is not installed: `make test` installs it with apt-get (package mosquitto)");
-}
 
 fn start_mosquitto() -> Mosquitto {
     start_mosquitto_on(free_port())
-}
-
-/// mosquitto on 127.0.0.1:`port`, without persistence (a restart forgets every session).
-fn start_mosquitto_on(port: u16) -> Mosquitto {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("mosquitto.conf");
-    let mut text = format!(
-        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n"
-    );
-    // As root, mosquitto drops to user `mosquitto` unless told otherwise.
-    if unsafe_is_root() {
-        text.push_str("user root\n");
-    }
-    std::fs::write(&conf, text).unwrap();
-    let child = Command::new(mosquitto_binary())
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto starts");
-    let m = Mosquitto {
-        child,
-        port,
-        _dir: dir,
-    };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return m;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("mosquitto did not listen on {port}");
-}
-
-fn unsafe_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn broker_client(port: u16, id: &str) -> ModuleClient {

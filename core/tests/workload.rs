@@ -1,5 +1,7 @@
 //! The IoT Edge environment path: Workload API signing and trust bundle (devhub's socket), and
 //! every way a Workload API can fail (a socket server that answers badly on purpose).
+//! On Windows the core reaches the Workload API over http:// only (unix:// is a configuration
+//! error there): the same tests then use devhub's API through a TCP forward and TCP fakes.
 
 mod common;
 
@@ -11,17 +13,14 @@ use common::{manifest, next_input, Hub};
 use edgemodule::{ClientOptions, ErrorKind, Message, ModuleClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn edge_env(hub: &Hub, module: &str, socket: &Path) -> HashMap<String, String> {
+fn edge_env(hub: &Hub, module: &str, workload_uri: &str) -> HashMap<String, String> {
     let d = hub.dh();
     [
         ("IOTEDGE_IOTHUBHOSTNAME", d.hub_host_name().to_string()),
         ("IOTEDGE_DEVICEID", d.device_id().to_string()),
         ("IOTEDGE_MODULEID", module.to_string()),
         ("IOTEDGE_MODULEGENERATIONID", "gen-1".to_string()),
-        (
-            "IOTEDGE_WORKLOADURI",
-            format!("unix://{}", socket.display()),
-        ),
+        ("IOTEDGE_WORKLOADURI", workload_uri.to_string()),
         ("IOTEDGE_GATEWAYHOSTNAME", "localhost".to_string()),
         ("IOTEDGE_AUTHSCHEME", "sasToken".to_string()),
         ("IOTEDGE_APIVERSION", "2019-01-30".to_string()),
@@ -44,8 +43,7 @@ async fn modules_connect_through_the_workload_api() {
         "FROM /messages/modules/a/outputs/out1 INTO BrokeredEndpoint(\"/modules/b/inputs/in1\")",
     );
     let hub = Hub::start(&manifest(&["a", "b"], &[route], serde_json::json!({}))).await;
-    let socket = hub.dh().addresses().workload_socket.clone();
-    let a_env = edge_env(&hub, "a", &socket);
+    let a_env = edge_env(&hub, "a", &hub.dh().workload_uri());
     let a =
         ModuleClient::from_environment_with(|k| a_env.get(k).cloned(), env_options(&hub)).unwrap();
     a.connect()
@@ -59,25 +57,52 @@ async fn modules_connect_through_the_workload_api() {
     assert_eq!(got.body, b"via workload");
 }
 
-/// A Workload API that answers every request with `response` (raw HTTP).
-async fn bad_workload(dir: &Path, response: &'static str) -> std::path::PathBuf {
+/// A Workload API that answers every request with `response` (raw HTTP); its URI.
+#[cfg(unix)]
+async fn bad_workload(dir: &Path, response: &'static str) -> String {
     let path = dir.join("bad.sock");
     let listener = tokio::net::UnixListener::bind(&path).unwrap();
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let _ = s.read(&mut buf).await;
-                let _ = s.write_all(response.as_bytes()).await;
-                let _ = s.shutdown().await;
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(answer(s, response));
         }
     });
-    path
+    format!("unix://{}", path.display())
 }
 
-async fn connect_error(hub: &Hub, socket: &Path) -> edgemodule::Error {
-    let env = edge_env(hub, "a", socket);
+/// Windows: the same over TCP (`dir` unused).
+#[cfg(not(unix))]
+async fn bad_workload(_dir: &Path, response: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(answer(s, response));
+        }
+    });
+    uri
+}
+
+async fn answer<S: AsyncReadExt + AsyncWriteExt + Unpin>(mut s: S, response: &'static str) {
+    let mut buf = vec![0u8; 8192];
+    let _ = s.read(&mut buf).await;
+    let _ = s.write_all(response.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+/// A Workload API nobody serves: its URI and the part of it an error must name.
+fn missing_workload(dir: &Path) -> (String, String) {
+    if cfg!(unix) {
+        let p = dir.join("missing.sock");
+        (format!("unix://{}", p.display()), "missing.sock".into())
+    } else {
+        let addr = format!("127.0.0.1:{}", common::free_port());
+        (format!("http://{addr}"), addr)
+    }
+}
+
+async fn connect_error(hub: &Hub, workload_uri: &str) -> edgemodule::Error {
+    let env = edge_env(hub, "a", workload_uri);
     let mut opts = env_options(hub);
     opts.connect_timeout = Duration::from_secs(3);
     let c = ModuleClient::from_environment_with(|k| env.get(k).cloned(), opts).unwrap();
@@ -125,7 +150,22 @@ async fn workload_failures_are_typed_and_carry_the_server_message() {
     let e = connect_error(&hub, &bad_json).await;
     assert_eq!(e.kind, ErrorKind::Workload, "{e}");
 
-    let e = connect_error(&hub, &dir.path().join("missing.sock")).await;
+    let (missing, name) = missing_workload(dir.path());
+    let e = connect_error(&hub, &missing).await;
     assert_eq!(e.kind, ErrorKind::Workload, "{e}");
-    assert!(e.message.contains("missing.sock"), "{}", e.message);
+    assert!(e.message.contains(&name), "{}", e.message);
+}
+
+/// Windows builds have no unix sockets: a unix:// Workload URI is a configuration error naming
+/// the variable, before any I/O.
+#[cfg(not(unix))]
+#[tokio::test(flavor = "multi_thread")]
+async fn unix_workload_uri_is_a_configuration_error_on_windows() {
+    let hub = Hub::start(&manifest(&["a"], &[], serde_json::json!({}))).await;
+    let env = edge_env(&hub, "a", "unix:///var/run/iotedge/workload.sock");
+    let e = ModuleClient::from_environment_with(|k| env.get(k).cloned(), env_options(&hub))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Configuration, "{e}");
+    assert!(e.message.contains("IOTEDGE_WORKLOADURI"), "{}", e.message);
+    assert!(e.message.contains("http://"), "{}", e.message);
 }

@@ -1,6 +1,6 @@
 //! The `devhub` command line: `run` starts a hub; the other commands either read the state
-//! directory (`env`, `connection-string`) or talk to a running devhub over its HTTPS API, found
-//! through `{state}/ready.json` (the port and the CA to trust).
+//! directory (`env`, `connection-string`, `service-connection-string`) or talk to a running
+//! devhub over its HTTPS API, found through `{state}/ready.json` (the port and the CA to trust).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,9 @@ pub enum Command {
         /// Module id.
         module: String,
     },
+    /// Print the service connection string (HostName=..;SharedAccessKeyName=iothubowner;
+    /// SharedAccessKey=..) for IoT Hub service SDKs and tools talking to devhub's HTTPS API.
+    ServiceConnectionString,
     /// Read or update a module twin (needs a running devhub).
     #[command(subcommand)]
     Twin(TwinCommand),
@@ -69,8 +72,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print connections, subscriptions and queue depths (needs a running devhub).
-    Status,
+    /// Print connections, subscriptions, queue depths and store use (needs a running devhub).
+    Status {
+        /// The raw JSON of `GET /devhub/status` instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +203,10 @@ pub async fn run_command(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::ServiceConnectionString => {
+            println!("{}", service_connection_string(&state_dir)?);
+            Ok(())
+        }
         Command::Twin(TwinCommand::Get { module }) => {
             let c = Client::from_state(&state_dir)?;
             let path = format!("/twins/{}/modules/{}", enc(&c.info.device_id), enc(&module));
@@ -243,10 +254,14 @@ pub async fn run_command(cli: Cli) -> Result<()> {
         }
         Command::Send(args) => send(&state_dir, args).await,
         Command::Monitor { json } => monitor(&state_dir, json).await,
-        Command::Status => {
+        Command::Status { json } => {
             let c = Client::from_state(&state_dir)?;
             let v = c.json(Method::GET, "/devhub/status", None).await?;
-            print_json(&v);
+            if json {
+                print_json(&v);
+            } else {
+                print!("{}", status_table(&v));
+            }
             Ok(())
         }
     }
@@ -370,6 +385,139 @@ fn module_identity(state_dir: &Path, module: &str) -> Result<(state::Identity, S
     state::create_state_dir(state_dir)?;
     let keys = state::Keys::load_and_ensure(state_dir, &[module.to_owned()])?;
     Ok((id, keys.modules[module].clone()))
+}
+
+/// `HostName={hub};SharedAccessKeyName=iothubowner;SharedAccessKey={key}` from keys.json. Like
+/// `connection-string`, works with devhub stopped (a fresh state directory gets its key now;
+/// the next `run` uses it).
+pub fn service_connection_string(state_dir: &Path) -> Result<String> {
+    let id = identity(state_dir);
+    let mut keys = state::Keys::load(state_dir)?;
+    if keys.service_key().is_none() {
+        state::create_state_dir(state_dir)?;
+        keys = state::Keys::load_and_ensure(state_dir, &[])?;
+    }
+    let key = keys
+        .service_key()
+        .ok_or_else(|| Error::config("keys.json has no iothubowner key"))?;
+    Ok(format!(
+        "HostName={};SharedAccessKeyName={};SharedAccessKey={key}",
+        id.hub_host_name,
+        state::SERVICE_POLICY
+    ))
+}
+
+/// Left-aligned columns, two spaces apart; `(none)` under the header when there are no rows.
+fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
+    out.push_str(title);
+    out.push('\n');
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut l = String::from("  ");
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    out.push_str(&line(header));
+    if rows.is_empty() {
+        out.push_str("  (none)\n");
+    }
+    for r in rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells));
+    }
+    out.push('\n');
+}
+
+/// The human-readable `devhub status`: hub, connections, subscriptions, queues, store, upstream.
+pub fn status_table(v: &Value) -> String {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "devhub {} / {}{}\n",
+        s(&v["hubHostName"]),
+        s(&v["deviceId"]),
+        if v["broker"] == Value::Bool(true) {
+            " (broker mode)"
+        } else {
+            ""
+        }
+    );
+    let modules: Vec<String> = v["modules"]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default();
+    out.push_str(&format!("modules: {}\n\n", modules.join(", ")));
+
+    let conns: Vec<Vec<String>> = v["connections"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    ["identity", "transport", "peer", "since"]
+                        .iter()
+                        .map(|k| s(&c[*k]))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &mut out,
+        "CONNECTIONS",
+        &["IDENTITY", "TRANSPORT", "PEER", "SINCE"],
+        &conns,
+    );
+
+    let mut subs = Vec::new();
+    if let Some(m) = v["subscriptions"].as_object() {
+        for (identity, filters) in m {
+            for f in filters.as_array().into_iter().flatten() {
+                subs.push(vec![identity.clone(), s(f)]);
+            }
+        }
+    }
+    table(&mut out, "SUBSCRIPTIONS", &["IDENTITY", "FILTER"], &subs);
+
+    let queues: Vec<Vec<String>> = v["queues"]
+        .as_object()
+        .map(|m| m.iter().map(|(e, n)| vec![e.clone(), s(n)]).collect())
+        .unwrap_or_default();
+    table(&mut out, "QUEUES", &["ENDPOINT", "DEPTH"], &queues);
+
+    let st = &v["store"];
+    if st.is_object() {
+        let limit = match st["maxBytes"].as_u64() {
+            Some(m) => format!(" of {m} bytes max"),
+            None => " (no limit)".to_owned(),
+        };
+        out.push_str(&format!(
+            "STORE\n  {} messages, {} bytes{limit}; dropped: {} by the store limit, {} by TTL\n\n",
+            s(&st["messages"]),
+            s(&st["bytes"]),
+            s(&st["dropped"]["storeLimit"]),
+            s(&st["dropped"]["ttl"]),
+        ));
+    }
+    out.push_str(&format!(
+        "UPSTREAM\n  {} routed, {} buffered\n",
+        s(&v["upstream"]["count"]),
+        s(&v["upstream"]["buffered"]),
+    ));
+    out
 }
 
 /// POSIX shell single quoting.
@@ -689,6 +837,55 @@ mod tests {
         assert_eq!(parse_prop("k=v=w").unwrap(), ("k".into(), "v=w".into()));
         assert!(parse_prop("=v").is_err());
         assert!(parse_prop("k").is_err());
+    }
+
+    #[test]
+    fn status_tables() {
+        let v = json!({
+            "hubHostName": "h.local", "deviceId": "dev", "modules": ["a", "bb"], "broker": false,
+            "connections": [
+                {"identity": "dev/a", "transport": "tls", "peer": "127.0.0.1:5000", "since": "t1"},
+                {"identity": "dev/bb", "transport": "websocket", "peer": "127.0.0.1:6", "since": "t2"}
+            ],
+            "subscriptions": {"dev/a": ["devices/dev/modules/a/inputs/#", "$iothub/twin/res/#"]},
+            "queues": {"dev/bb/in1": 3},
+            "store": {"messages": 3, "bytes": 78, "maxBytes": 80,
+                      "dropped": {"storeLimit": 2, "ttl": 0}},
+            "upstream": {"count": 5, "buffered": 4},
+        });
+        let t = status_table(&v);
+        let expected = "\
+devhub h.local / dev
+modules: a, bb
+
+CONNECTIONS
+  IDENTITY  TRANSPORT  PEER            SINCE
+  dev/a     tls        127.0.0.1:5000  t1
+  dev/bb    websocket  127.0.0.1:6     t2
+
+SUBSCRIPTIONS
+  IDENTITY  FILTER
+  dev/a     devices/dev/modules/a/inputs/#
+  dev/a     $iothub/twin/res/#
+
+QUEUES
+  ENDPOINT    DEPTH
+  dev/bb/in1  3
+
+STORE
+  3 messages, 78 bytes of 80 bytes max; dropped: 2 by the store limit, 0 by TTL
+
+UPSTREAM
+  5 routed, 4 buffered
+";
+        assert_eq!(t, expected, "{t}");
+        let empty = json!({"hubHostName": "h", "deviceId": "d", "modules": [], "broker": true,
+            "connections": [], "subscriptions": {}, "queues": {},
+            "upstream": {"count": 0, "buffered": 0}});
+        let t = status_table(&empty);
+        assert!(t.starts_with("devhub h / d (broker mode)\n"), "{t}");
+        assert_eq!(t.matches("  (none)").count(), 3, "{t}");
+        assert!(!t.contains("STORE"), "{t}");
     }
 
     #[test]

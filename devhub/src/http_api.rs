@@ -2,6 +2,10 @@
 //! - MQTT over WebSockets (any path, `mqtt` subprotocol; SDKs use `/$iothub/websocket`);
 //! - module-to-module method invoke (PROTOCOL §9) and the IoT Hub service API subset (§12):
 //!   twins and method invoke;
+//! - `POST /twins/{d}/methods` (a leaf device's method, from the service or a module): devhub has
+//!   no leaf devices, so after the usual authorization this is always
+//!   `404 {"message":"Device {d} not found"}` (for the edge device's own id the message adds that
+//!   devhub only serves modules, with the module route to use instead);
 //! - devhub's own API under `/devhub/`:
 //!   - `POST /devhub/modules/{m}/inputs/{i}`: inject the body as a message (202; stored while the
 //!     module is offline). Properties come from the query string (except `api-version`) and
@@ -156,6 +160,7 @@ pub fn upstream_json(m: &UpstreamMessage) -> Value {
     json!({
         "module": m.module,
         "output": m.output,
+        "source": m.source,
         "enqueued": m.enqueued,
         "body": std::str::from_utf8(&msg.body).ok(),
         "bodyBase64": base64::engine::general_purpose::STANDARD.encode(&msg.body),
@@ -217,6 +222,17 @@ impl Api {
                     self.invoke(m, &body).await
                 }
             }
+            ["twins", d, "methods"] => {
+                if method != Method::POST {
+                    return Err(method_not_allowed());
+                }
+                if req.headers().contains_key(MODULE_ID_HEADER) {
+                    self.authorize_module(req.headers())?;
+                } else {
+                    self.authorize_service(req.headers(), peer)?;
+                }
+                Err(self.no_device(d))
+            }
             ["twins", d, "modules", m] => {
                 self.authorize_service(req.headers(), peer)?;
                 self.check_device(d)?;
@@ -239,6 +255,19 @@ impl Api {
                 format!("Device {d} not found"),
             ))
         }
+    }
+
+    /// devhub has no leaf devices: a device-level method has no target.
+    fn no_device(&self, d: &str) -> HttpError {
+        let message = if d == self.device_id {
+            format!(
+                "Device {d} not found: devhub has no leaf devices, only modules \
+                 (POST /twins/{d}/modules/{{moduleId}}/methods)"
+            )
+        } else {
+            format!("Device {d} not found")
+        };
+        error(StatusCode::NOT_FOUND, message)
     }
 
     /// Service SAS (`skn` = a policy in keys.json, `sr` = the hub host), or no Authorization
@@ -279,7 +308,16 @@ impl Api {
         d: &str,
         m: &str,
     ) -> Result<Resp, HttpError> {
-        let caller = header_str(req.headers(), MODULE_ID_HEADER).unwrap_or_default();
+        self.authorize_module(req.headers())?;
+        self.check_device(d)?;
+        let body = http_util::read_body(req.into_body()).await?;
+        self.invoke(m, &body).await
+    }
+
+    /// A calling module (PROTOCOL §9): `x-ms-edge-moduleId: {device}/{module}` of this device and
+    /// that module's SAS token.
+    fn authorize_module(&self, headers: &HeaderMap) -> Result<(), HttpError> {
+        let caller = header_str(headers, MODULE_ID_HEADER).unwrap_or_default();
         let (cd, cm) = caller
             .split_once('/')
             .filter(|(a, b)| !a.is_empty() && !b.is_empty())
@@ -295,12 +333,9 @@ impl Api {
                 "Only modules on the same device can invoke DirectMethods",
             ));
         }
-        let token = header_str(req.headers(), "authorization")
+        let token = header_str(headers, "authorization")
             .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing Authorization header"))?;
-        self.hub.verify_sas(token, cd, cm).map_err(api_error)?;
-        self.check_device(d)?;
-        let body = http_util::read_body(req.into_body()).await?;
-        self.invoke(m, &body).await
+        self.hub.verify_sas(token, cd, cm).map_err(api_error)
     }
 
     async fn invoke(&self, module: &str, body: &[u8]) -> Result<Resp, HttpError> {

@@ -16,12 +16,14 @@
 //! - MQTT 3.1.1 over TLS (`mqtt_tls`), optionally plain MQTT (`mqtt_plain`, tests only);
 //! - HTTPS (`https`): MQTT over WebSockets (`wss://localhost:PORT/$iothub/websocket`), module
 //!   to module method invoke (`POST /twins/{d}/modules/{m}/methods` with `x-ms-edge-moduleId`),
-//!   the service API subset (`GET|PATCH|PUT /twins/{d}/modules/{m}`, `POST .../methods`) and
+//!   the service API subset (`GET|PATCH|PUT /twins/{d}/modules/{m}`, `POST .../methods`;
+//!   `POST /twins/{d}/methods` answers 404 `Device {d} not found`: no leaf devices) and
 //!   devhub's own API: `POST /devhub/modules/{m}/inputs/{i}` (inject),
 //!   `GET /devhub/upstream[?follow=1]`, `GET /devhub/status`, `POST /devhub/faults/...`.
 //!   Service and `/devhub/` calls take a service SAS (`skn=iothubowner`, key in
 //!   `{state}/keys.json`) or, from a loopback address only, no `Authorization` at all;
-//! - the Workload API on a unix socket (`{state}/workload.sock`): trust bundle, sign, certs.
+//! - the Workload API on a unix socket (`{state}/workload.sock`): trust bundle, sign,
+//!   encrypt/decrypt, certs; at most 10 connections served at once (edgelet's throttle).
 //!
 //! State directory: `ca.pem` (the trust bundle) + `ca-key.pem`, `server.pem` + `server-key.pem`
 //! (reissued when the host names change), `keys.json` (module keys and the service key, stable
@@ -30,8 +32,10 @@
 //! mqtt_tls_port, https_port, mqtt_plain_port, workload_socket, ca_file, hub_host_name,
 //! device_id, state_dir, pid}`.
 //!
-//! Routing: with `Config::manifest`, modules, routes, TTL, initial desired properties and the
-//! broker policy come from the deployment manifest. Without one, the modules are
+//! Routing: with `Config::manifest`, modules, routes, TTL, the store limit
+//! (`storeLimits.maxSizeBytes`: oldest messages dropped beyond it), initial desired properties
+//! and the broker policy come from the deployment manifest. A module's reported-properties
+//! patch is routed from `/twinChangeNotifications/` (body = the patch, `application/json`). Without one, the modules are
 //! `Config::modules` and there are **no routes**: outputs go nowhere (not even `$upstream`).
 
 pub mod hub;
@@ -124,7 +128,7 @@ fn local_addr(l: &TcpListener) -> Result<SocketAddr> {
     l.local_addr().map_err(Error::from)
 }
 
-/// Reads the manifest, if any, as (modules, routes, ttl, desired, broker).
+/// Reads the manifest, if any.
 fn load_manifest(path: Option<&Path>) -> Result<Option<manifest::Manifest>> {
     let Some(path) = path else { return Ok(None) };
     let text = std::fs::read_to_string(path)
@@ -185,12 +189,19 @@ pub async fn start(config: Config) -> Result<DevHub> {
     let acceptor =
         tokio_rustls::TlsAcceptor::from(tls::server_config(&server.chain_pem, &server.key_pem)?);
 
-    let (routes, default_ttl_secs, initial_desired, broker) = match manifest {
-        Some(m) => (m.routes, m.default_ttl_secs, m.desired, m.broker),
+    let (routes, default_ttl_secs, initial_desired, broker, max_store_bytes) = match manifest {
+        Some(m) => (
+            m.routes,
+            m.default_ttl_secs,
+            m.desired,
+            m.broker,
+            m.max_store_bytes,
+        ),
         None => (
             Vec::new(),
             manifest::DEFAULT_TTL_SECS,
             BTreeMap::new(),
+            None,
             None,
         ),
     };
@@ -221,6 +232,7 @@ pub async fn start(config: Config) -> Result<DevHub> {
         initial_desired,
         broker,
         upstream_buffer: UPSTREAM_BUFFER,
+        max_store_bytes,
     })
     .inspect_err(|_| {
         let _ = std::fs::remove_file(&workload_path);

@@ -105,6 +105,7 @@ fn help_for_every_command() {
         vec!["run", "--help"],
         vec!["env", "--help"],
         vec!["connection-string", "--help"],
+        vec!["service-connection-string", "--help"],
         vec!["twin", "--help"],
         vec!["twin", "get", "--help"],
         vec!["twin", "update", "--help"],
@@ -120,6 +121,103 @@ fn help_for_every_command() {
             "{args:?}"
         );
     }
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        help.contains("service-connection-string") && help.contains("SharedAccessKeyName"),
+        "{help}"
+    );
+}
+
+async fn devhub_async(state: &Path, args: &[&str]) -> Output {
+    let state = state.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        devhub(&state, &args)
+    })
+    .await
+    .unwrap()
+}
+
+/// `HostName=..;SharedAccessKeyName=..;SharedAccessKey=..` as (host, policy, key).
+fn parse_service_cs(cs: &str) -> (String, String, String) {
+    let mut parts = cs.split(';').map(|p| p.split_once('=').unwrap());
+    let mut next = |name: &str| {
+        let (k, v) = parts.next().unwrap();
+        assert_eq!(k, name, "{cs}");
+        v.to_owned()
+    };
+    let parsed = (
+        next("HostName"),
+        next("SharedAccessKeyName"),
+        next("SharedAccessKey"),
+    );
+    assert!(parts.next().is_none(), "{cs}");
+    parsed
+}
+
+#[tokio::test]
+async fn service_connection_string_stopped_and_running() {
+    use edgemodule::protocol::sas;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // Stopped (even never started): the key is created in keys.json and stays.
+    let cs = stdout(&devhub_async(&state, &["service-connection-string"]).await);
+    let (host, policy, key) = parse_service_cs(cs.trim());
+    assert_eq!(
+        (host.as_str(), policy.as_str()),
+        ("devhub.local", "iothubowner")
+    );
+    let keys = edgemodule_devhub::state::Keys::load(&state).unwrap();
+    assert_eq!(keys.service_key(), Some(key.as_str()));
+    assert_eq!(
+        stdout(&devhub_async(&state, &["service-connection-string"]).await),
+        cs
+    );
+
+    // Running with another host name: same key, the running hub's host; it authenticates.
+    let mut cfg = edgemodule_devhub::Config::ephemeral(&state);
+    cfg.hub_host_name = "myhub.example".into();
+    cfg.modules = vec!["sensor".into()];
+    let hub = edgemodule_devhub::start(cfg).await.unwrap();
+    let cs = stdout(&devhub_async(&state, &["service-connection-string"]).await);
+    let (host, policy, key2) = parse_service_cs(cs.trim());
+    assert_eq!(host, "myhub.example");
+    assert_eq!(key2, key);
+    let client = edgemodule_devhub::cli::Client::from_state(&state).unwrap();
+    let expiry = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = |key_b64: &str| {
+        let sr = sas::encode_resource_uri(&host);
+        let sig = sas::sign(
+            &sas::decode_key(key_b64).unwrap(),
+            sas::string_to_sign(&sr, expiry).as_bytes(),
+        );
+        format!("{}&skn={policy}", sas::token(&sr, &sig, expiry))
+    };
+    for (key, expected) in [
+        (key.clone(), 200),
+        (edgemodule_devhub::state::random_key(), 401),
+    ] {
+        let (status, _) = client
+            .request(
+                http::Method::GET,
+                "/devhub/status",
+                Vec::new(),
+                &[("authorization", token(&key))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status.as_u16(), expected);
+    }
+    // Nothing secret in the ready file.
+    let ready = std::fs::read_to_string(state.join("ready.json")).unwrap();
+    assert!(!ready.contains(&key), "{ready}");
+    hub.stop().await;
 }
 
 struct Running(std::process::Child);
@@ -171,7 +269,8 @@ fn run_and_talk_to_it() {
     assert_eq!(info["pid"], running.0.id());
     assert!(info["mqtt_plain_port"].as_u64().unwrap() > 0);
 
-    let status: Value = serde_json::from_str(&stdout(&devhub(&state, &["status"]))).unwrap();
+    let status: Value =
+        serde_json::from_str(&stdout(&devhub(&state, &["status", "--json"]))).unwrap();
     assert_eq!(status["deviceId"], "devhub-device");
 
     let twin: Value = serde_json::from_str(&stdout(&devhub(
@@ -202,8 +301,32 @@ fn run_and_talk_to_it() {
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let status: Value = serde_json::from_str(&stdout(&devhub(&state, &["status"]))).unwrap();
+    let status: Value =
+        serde_json::from_str(&stdout(&devhub(&state, &["status", "--json"]))).unwrap();
     assert_eq!(status["queues"]["devhub-device/filter/in1"], 1, "{status}");
+    assert_eq!(status["store"]["messages"], 1, "{status}");
+    // Without --json: tables for people.
+    let table = stdout(&devhub(&state, &["status"]));
+    assert!(
+        table.starts_with("devhub devhub.local / devhub-device\nmodules: filter, sensor\n"),
+        "{table}"
+    );
+    for section in [
+        "CONNECTIONS",
+        "SUBSCRIPTIONS",
+        "QUEUES",
+        "STORE",
+        "UPSTREAM",
+    ] {
+        assert!(
+            table.contains(&format!("\n{section}\n")),
+            "{section}: {table}"
+        );
+    }
+    assert!(
+        table.contains("\n  ENDPOINT                  DEPTH\n  devhub-device/filter/in1  1\n"),
+        "{table}"
+    );
 
     let o = devhub(&state, &["invoke", "sensor", "reboot", "--payload", "{}"]);
     assert_eq!(o.status.code(), Some(1));

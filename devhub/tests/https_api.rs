@@ -444,3 +444,88 @@ async fn service_and_module_to_module_invoke() {
     }
     hub.stop().await;
 }
+
+#[tokio::test]
+async fn device_methods_have_no_target() {
+    let (hub, _dir) = common::start_hub().await;
+    let call =
+        json!({"methodName":"reboot","payload":null,"responseTimeoutInSeconds":5}).to_string();
+    let service_key = edgemodule_devhub::state::Keys::load(hub.state_dir())
+        .unwrap()
+        .service_key()
+        .unwrap()
+        .to_owned();
+    let service = service_token(&hub, &service_key, now() + 600);
+    let module_key = sas::decode_key(&hub.module_key("filter").unwrap()).unwrap();
+    let module = sas::module_token(
+        hub.hub_host_name(),
+        hub.device_id(),
+        "filter",
+        &module_key,
+        now() + 600,
+    );
+    let by_module = [
+        ("x-ms-edge-moduleId", "devhub-device/filter"),
+        ("authorization", module.as_str()),
+    ];
+    let by_service = [("authorization", service.as_str())];
+    // Service (SAS or loopback without one) and module callers alike: 404, edgeHub's wording.
+    for headers in [&by_service[..], &by_module[..], &[]] {
+        let r = https(
+            &hub,
+            Method::POST,
+            "/twins/leaf-1/methods?api-version=2021-04-12",
+            headers,
+            call.clone(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{headers:?}");
+        assert_eq!(r.content_type(), JSON_UTF8);
+        assert_eq!(r.json(), json!({"message": "Device leaf-1 not found"}));
+    }
+    // The edge device itself has no device client either: the message points at modules.
+    let r = https(
+        &hub,
+        Method::POST,
+        "/twins/devhub-device/methods",
+        &by_service,
+        call.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.message()
+            .starts_with("Device devhub-device not found: devhub has no leaf devices"),
+        "{}",
+        r.message()
+    );
+    assert!(
+        r.message()
+            .contains("/twins/devhub-device/modules/{moduleId}/methods"),
+        "{}",
+        r.message()
+    );
+    // Authorization still comes first; other methods are refused.
+    let wrong = service_token(&hub, &edgemodule_devhub::state::random_key(), now() + 600);
+    let r = https(
+        &hub,
+        Method::POST,
+        "/twins/leaf-1/methods",
+        &[("authorization", &wrong)],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = https(
+        &hub,
+        Method::POST,
+        "/twins/leaf-1/methods",
+        &[("x-ms-edge-moduleId", "devhub-device/filter")],
+        call.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = https(&hub, Method::GET, "/twins/leaf-1/methods", &[], "").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    hub.stop().await;
+}

@@ -243,3 +243,227 @@ async fn server_certificate_is_issued_by_the_ca() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     hub.stop().await;
 }
+
+fn crypt_path(module: &str, op: &str) -> String {
+    format!("/modules/{module}/genid/1/{op}?api-version=2018-06-28")
+}
+
+#[tokio::test]
+async fn encrypt_decrypt_round_trip_and_errors() {
+    let (hub, _dir) = common::start_hub().await;
+    let sock = hub.addresses().workload_socket.clone();
+    let iv = B64.encode(b"an iv");
+    let plain = b"\x00secret \xff bytes";
+    let enc = json!({"plaintext": B64.encode(plain), "initializationVector": iv}).to_string();
+    let r = workload(
+        &sock,
+        Method::POST,
+        &crypt_path("sensor", "encrypt"),
+        &[],
+        enc.clone(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.content_type(), "application/json");
+    let ct = r.json()["ciphertext"].as_str().unwrap().to_owned();
+    let sealed = B64.decode(&ct).unwrap();
+    assert_eq!(
+        sealed.len(),
+        12 + plain.len() + 16,
+        "nonce || sealed || tag"
+    );
+    // Random nonce: the same request seals differently.
+    let r2 = workload(
+        &sock,
+        Method::POST,
+        &crypt_path("sensor", "encrypt"),
+        &[],
+        enc,
+    )
+    .await;
+    assert_ne!(r2.json()["ciphertext"].as_str().unwrap(), ct);
+
+    let dec =
+        |ct: &str, iv: &str| json!({"ciphertext": ct, "initializationVector": iv}).to_string();
+    let r = workload(
+        &sock,
+        Method::POST,
+        &crypt_path("sensor", "decrypt"),
+        &[("content-type", "application/json; charset=utf-8")],
+        dec(&ct, &iv),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json(), json!({ "plaintext": B64.encode(plain) }));
+    // The percent-encoded module name is the same module.
+    let r = workload(
+        &sock,
+        Method::POST,
+        &crypt_path("%73ensor", "decrypt"),
+        &[],
+        dec(&ct, &iv),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Another IV, another module (another key) or altered data do not open: edgelet's 500.
+    for (module, body) in [
+        ("sensor", dec(&ct, &B64.encode(b"other iv"))),
+        ("filter", dec(&ct, &iv)),
+        ("sensor", dec(&B64.encode(&sealed[..sealed.len() - 1]), &iv)),
+        ("sensor", dec(&B64.encode(b"short"), &iv)),
+    ] {
+        let r = workload(
+            &sock,
+            Method::POST,
+            &crypt_path(module, "decrypt"),
+            &[],
+            body,
+        )
+        .await;
+        assert_error(&r, StatusCode::INTERNAL_SERVER_ERROR, "decryption failed");
+    }
+
+    // Bad base64: 400 naming the field; missing fields or bad JSON: 422; unknown module: 404.
+    let bad = [
+        (
+            "encrypt",
+            json!({"plaintext": "!!", "initializationVector": iv}),
+            "plaintext is not valid base64",
+        ),
+        (
+            "encrypt",
+            json!({"plaintext": "aGk=", "initializationVector": "%%"}),
+            "initializationVector is not valid base64",
+        ),
+        (
+            "decrypt",
+            json!({"ciphertext": "*", "initializationVector": iv}),
+            "ciphertext is not valid base64",
+        ),
+        (
+            "decrypt",
+            json!({"ciphertext": ct, "initializationVector": "a"}),
+            "initializationVector is not valid base64",
+        ),
+    ];
+    for (op, body, msg) in bad {
+        let r = workload(
+            &sock,
+            Method::POST,
+            &crypt_path("sensor", op),
+            &[],
+            body.to_string(),
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, msg);
+    }
+    for op in ["encrypt", "decrypt"] {
+        let r = workload(
+            &sock,
+            Method::POST,
+            &crypt_path("sensor", op),
+            &[],
+            r#"{"initializationVector":"aGk="}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{op}");
+        let r = workload(&sock, Method::POST, &crypt_path("sensor", op), &[], "{nope").await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{op}");
+        let r = workload(
+            &sock,
+            Method::POST,
+            &crypt_path("ghost", op),
+            &[],
+            dec(&ct, &iv),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{op}");
+        let r = workload(&sock, Method::GET, &crypt_path("sensor", op), &[], "").await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "method not allowed");
+    }
+    hub.stop().await;
+}
+
+/// An HTTP/1.1 keep-alive connection to the Workload socket.
+struct KeptAlive {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+async fn trust_bundle_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+) -> Result<StatusCode, hyper::Error> {
+    let req = http::Request::get("/trust-bundle?api-version=2018-06-28")
+        .header("host", "localhost")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    sender.send_request(req).await.map(|r| r.status())
+}
+
+async fn open(sock: &std::path::Path) -> std::io::Result<KeptAlive> {
+    let s = tokio::net::UnixStream::connect(sock).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(KeptAlive { sender, conn })
+}
+
+#[tokio::test]
+async fn at_most_ten_connections_are_served_at_once() {
+    let (hub, _dir) = common::start_hub().await;
+    let sock = hub.addresses().workload_socket.clone();
+    // Ten connections, each proven served (so each holds its permit), kept open.
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        let mut c = open(&sock).await.unwrap();
+        assert_eq!(
+            trust_bundle_on(&mut c.sender).await.unwrap(),
+            StatusCode::OK
+        );
+        held.push(c);
+    }
+    // The eleventh (and twelfth) are closed without any HTTP reply.
+    for _ in 0..2 {
+        let mut c = open(&sock).await.unwrap();
+        let e = trust_bundle_on(&mut c.sender)
+            .await
+            .expect_err("an excess connection gets no reply");
+        assert!(!e.is_timeout(), "{e}");
+    }
+    // The held connections still work.
+    assert_eq!(
+        trust_bundle_on(&mut held[0].sender).await.unwrap(),
+        StatusCode::OK
+    );
+    // Closing one frees a slot.
+    let c = held.pop().unwrap();
+    drop(c.sender);
+    let _ = c.conn.await;
+    let mut served = false;
+    for _ in 0..100 {
+        let mut c = open(&sock).await.unwrap();
+        if let Ok(s) = trust_bundle_on(&mut c.sender).await {
+            assert_eq!(s, StatusCode::OK);
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(served, "a freed slot is served again");
+    drop(held);
+    hub.stop().await;
+}

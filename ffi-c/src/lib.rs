@@ -10,7 +10,10 @@
 //! - `_async` functions call their completion exactly once, from a library thread, and never
 //!   after `em_client_free` returned.
 
-#![allow(clippy::missing_safety_doc)]
+// Entry points take raw pointers from C by design: they are checked (NULL, UTF-8, registry,
+// magic) before use, and their contract is the header's, not Rust's `unsafe fn` (which C
+// callers cannot see).
+#![allow(clippy::missing_safety_doc, clippy::not_unsafe_ptr_arg_deref)]
 
 mod client;
 mod error;

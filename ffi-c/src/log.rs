@@ -7,10 +7,9 @@ use std::sync::{OnceLock, RwLock};
 
 use edgemodule::{Error, ErrorKind};
 use tracing::field::{Field, Visit};
+use tracing::span;
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Metadata, Subscriber};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-use tracing_subscriber::Layer;
 
 use crate::error::em_error;
 use crate::util::{c_string, ffi_call, in_callback, SendPtr};
@@ -67,7 +66,9 @@ thread_local! {
     static LOGGING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-struct CallbackLayer;
+/// A minimal subscriber (events only, no spans): tracing-subscriber would add its registry and
+/// regex engine to the library for nothing.
+struct CallbackSubscriber;
 
 #[derive(Default)]
 struct Text {
@@ -92,17 +93,26 @@ impl Visit for Text {
     }
 }
 
-impl<S: Subscriber> Layer<S> for CallbackLayer {
+impl Subscriber for CallbackSubscriber {
     fn register_callsite(&self, _: &'static Metadata<'static>) -> Interest {
         // The level can change at any time: ask `enabled` every time (one atomic load).
         Interest::sometimes()
     }
 
-    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        level_code(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.is_event() && level_code(metadata.level()) <= MAX_LEVEL.load(Ordering::Relaxed)
     }
 
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+    // Spans are never enabled, so these are not called with real spans.
+    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
+        span::Id::from_u64(1)
+    }
+    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
+    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
+    fn enter(&self, _: &span::Id) {}
+    fn exit(&self, _: &span::Id) {}
+
+    fn event(&self, event: &Event<'_>) {
         if LOGGING.with(|l| l.replace(true)) {
             return; // logged from inside the callback: drop it
         }
@@ -131,8 +141,7 @@ impl<S: Subscriber> Layer<S> for CallbackLayer {
 fn install() -> Result<(), Error> {
     INSTALLED
         .get_or_init(|| {
-            let subscriber = tracing_subscriber::registry().with(CallbackLayer);
-            tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())
+            tracing::subscriber::set_global_default(CallbackSubscriber).map_err(|e| e.to_string())
         })
         .clone()
         .map_err(|e| {

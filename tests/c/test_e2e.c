@@ -436,6 +436,46 @@ static void test_close(em_client *sender, em_client *receiver) {
   em_client_free(sender);
 }
 
+/* The IoT Edge environment (`devhub env`: IOTEDGE_* variables, Workload API for the key and the
+ * trust bundle) instead of a connection string. */
+static void test_from_environment(void) {
+  char *env = hub_cli(&hub, "env receiver");
+  REQUIRE(env != NULL);
+  char *save = NULL;
+  int vars = 0;
+  for (char *line = strtok_r(env, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (strncmp(line, "export ", 7) != 0) continue;
+    char *eq = strchr(line + 7, '=');
+    if (!eq) continue;
+    *eq = 0;
+    char *v = eq + 1;
+    size_t len = strlen(v);
+    if (len >= 2 && v[0] == '\'' && v[len - 1] == '\'') {
+      v[len - 1] = 0;
+      v++;
+    }
+    setenv(line + 7, v, 1);
+    vars++;
+  }
+  free(env);
+  CHECK(vars >= 8);
+  em_client_options o;
+  hub_options(&hub, &o);
+  o.trust_bundle_pem = NULL; /* from the Workload API */
+  em_client *c = NULL;
+  CHECK_OK(em_client_create_from_environment(&o, &c));
+  if (c) {
+    CHECK_OK(em_client_connect(c, 30000));
+    char *twin = NULL;
+    CHECK_OK(em_client_get_twin(c, 20000, &twin));
+    CHECK(twin && strstr(twin, "TemperatureThreshold"));
+    em_string_free(twin);
+    em_client_free(c);
+  }
+  unsetenv("IOTEDGE_MODULEID");
+  unsetenv("EdgeHubConnectionString");
+}
+
 int main(void) {
   CHECK(streq(em_version(), "0.1.0"));
   test_log_callback();
@@ -450,6 +490,7 @@ int main(void) {
   test_methods(sender, receiver);
   test_state(sender);
   test_close(sender, receiver);
+  test_from_environment();
   hub_stop(&hub);
   return test_summary("test_e2e");
 }

@@ -119,9 +119,9 @@ fn parse_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<ClientOptions>
             "mqtt_port" => o.mqtt_port = port(&v, &key)?,
             "https_port" => o.https_port = port(&v, &key)?,
             "websockets" => {
-                let ws: bool = v.extract().map_err(|_| {
-                    PyTypeError::new_err("option websockets must be a bool")
-                })?;
+                let ws: bool = v
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("option websockets must be a bool"))?;
                 o.transport = if ws {
                     TransportKind::MqttWebSocket
                 } else {
@@ -144,12 +144,14 @@ fn parse_options(options: Option<&Bound<'_, PyDict>>) -> PyResult<ClientOptions>
                 })?
             }
             "inflight" => {
-                o.inflight = v.extract().map_err(|_| {
-                    PyTypeError::new_err("option inflight must be an int 1-65535")
-                })?
+                o.inflight = v
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("option inflight must be an int 1-65535"))?
             }
             other => {
-                return Err(PyTypeError::new_err(format!("unknown client option {other:?}")))
+                return Err(PyTypeError::new_err(format!(
+                    "unknown client option {other:?}"
+                )))
             }
         }
     }
@@ -212,7 +214,9 @@ fn event_to_py<'py>(py: Python<'py>, ev: Event) -> PyResult<Bound<'py, PyAny>> {
             (0, input, m).into_pyobject(py)?.into_any()
         }
         Event::DesiredPropertiesPatch { patch, version } => {
-            (1, convert::to_py(py, &patch)?, version).into_pyobject(py)?.into_any()
+            (1, convert::to_py(py, &patch)?, version)
+                .into_pyobject(py)?
+                .into_any()
         }
         Event::MethodRequest {
             request_id,
@@ -221,9 +225,9 @@ fn event_to_py<'py>(py: Python<'py>, ev: Event) -> PyResult<Bound<'py, PyAny>> {
         } => (2, request_id, name, convert::to_py(py, &payload)?)
             .into_pyobject(py)?
             .into_any(),
-        Event::ConnectionStatus { status, reason } => {
-            (3, status_tuple(py, status)?, reason as i32).into_pyobject(py)?.into_any()
-        }
+        Event::ConnectionStatus { status, reason } => (3, status_tuple(py, status)?, reason as i32)
+            .into_pyobject(py)?
+            .into_any(),
         Event::TopicMessage {
             topic,
             payload,
@@ -285,7 +289,10 @@ fn payload_arg(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 }
 
 impl NativeClient {
-    fn new(py: Python<'_>, make: impl FnOnce() -> edgemodule::Result<ModuleClient> + Send) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        make: impl FnOnce() -> edgemodule::Result<ModuleClient> + Send,
+    ) -> PyResult<Self> {
         check_fork().py_err(py)?;
         crate::logging::install();
         let client = py.detach(make).py_err(py)?;
@@ -356,12 +363,18 @@ impl NativeClient {
 }
 
 fn twin_to_py(py: Python<'_>, t: edgemodule::Twin) -> PyResult<Bound<'_, PyAny>> {
-    Ok((convert::to_py(py, &t.desired)?, convert::to_py(py, &t.reported)?)
+    Ok((
+        convert::to_py(py, &t.desired)?,
+        convert::to_py(py, &t.reported)?,
+    )
         .into_pyobject(py)?
         .into_any())
 }
 
-fn method_response_to_py(py: Python<'_>, r: edgemodule::MethodResponse) -> PyResult<Bound<'_, PyAny>> {
+fn method_response_to_py(
+    py: Python<'_>,
+    r: edgemodule::MethodResponse,
+) -> PyResult<Bound<'_, PyAny>> {
     Ok((r.status, convert::to_py(py, &r.payload)?)
         .into_pyobject(py)?
         .into_any())
@@ -424,7 +437,9 @@ impl NativeClient {
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let o = parse_options(options)?;
-        Self::new(py, move || ModuleClient::from_connection_string(&connection_string, o))
+        Self::new(py, move || {
+            ModuleClient::from_connection_string(&connection_string, o)
+        })
     }
 
     #[staticmethod]
@@ -454,9 +469,7 @@ impl NativeClient {
 
     /// `(device_id, module_id)`, or None for a broker client.
     fn identity(&self) -> Option<(String, String)> {
-        self.client
-            .identity()
-            .map(|i| (i.device_id, i.module_id))
+        self.client.identity().map(|i| (i.device_id, i.module_id))
     }
 
     fn is_closed(&self) -> bool {
@@ -497,10 +510,18 @@ impl NativeClient {
     }
 
     #[pyo3(signature = (output, message))]
-    fn send_to_output(&self, py: Python<'_>, output: String, message: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn send_to_output(
+        &self,
+        py: Python<'_>,
+        output: String,
+        message: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let m = extract_message(py, message)?;
         let c = self.core();
-        self.blocking(py, async move { c.send_message_to_output(&output, m).await })
+        self.blocking(
+            py,
+            async move { c.send_message_to_output(&output, m).await },
+        )
     }
 
     fn send(&self, py: Python<'_>, message: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -510,19 +531,31 @@ impl NativeClient {
     }
 
     /// One entry per message: None (sent) or the exception.
-    fn send_batch<'py>(&self, py: Python<'py>, output: String, messages: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn send_batch<'py>(
+        &self,
+        py: Python<'py>,
+        output: String,
+        messages: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let ms = messages_arg(py, messages)?;
         if self.client.is_closed() {
             return Err(to_py(py, Error::closed()));
         }
         let c = self.core();
-        let rs = self.blocking(py, async move { Ok(c.send_messages_to_output(&output, ms).await) })?;
+        let rs = self.blocking(py, async move {
+            Ok(c.send_messages_to_output(&output, ms).await)
+        })?;
         batch_to_py(py, rs)
     }
 
     /// `None` once closed, `[]` on timeout, else up to `max` event tuples.
     #[pyo3(signature = (timeout = None, max = 64))]
-    fn next_events<'py>(&self, py: Python<'py>, timeout: Option<f64>, max: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn next_events<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        max: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = timeout.map(|t| secs_arg(t, "timeout")).transpose()?;
         self.check().py_err(py)?;
         if self.client.is_closed() {
@@ -586,10 +619,19 @@ impl NativeClient {
         self.blocking(py, async move { c.patch_reported(v).await })
     }
 
-    fn respond_method(&self, py: Python<'_>, request_id: String, status: i32, payload: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn respond_method(
+        &self,
+        py: Python<'_>,
+        request_id: String,
+        status: i32,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let v = convert::from_py(payload)?;
         let c = self.core();
-        self.blocking(py, async move { c.respond_method(&request_id, status, v).await })
+        self.blocking(
+            py,
+            async move { c.respond_method(&request_id, status, v).await },
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -608,12 +650,19 @@ impl NativeClient {
         let ct = secs_arg(connect_timeout, "connect_timeout")?;
         let c = self.core();
         let r = self.blocking(py, async move {
-            c.invoke_method(&device_id, &module_id, &method, v, rt, ct).await
+            c.invoke_method(&device_id, &module_id, &method, v, rt, ct)
+                .await
         })?;
         method_response_to_py(py, r)
     }
 
-    fn publish(&self, py: Python<'_>, topic: String, payload: &Bound<'_, PyAny>, qos: u8) -> PyResult<()> {
+    fn publish(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        payload: &Bound<'_, PyAny>,
+        qos: u8,
+    ) -> PyResult<()> {
         let p = payload_arg(payload)?;
         let c = self.core();
         self.blocking(py, async move { c.publish(&topic, p, qos).await })
@@ -652,19 +701,41 @@ impl NativeClient {
         )
     }
 
-    fn send_to_output_async(&self, py: Python<'_>, output: String, message: &Bound<'_, PyAny>, done: Py<PyAny>) -> PyResult<()> {
+    fn send_to_output_async(
+        &self,
+        py: Python<'_>,
+        output: String,
+        message: &Bound<'_, PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let m = extract_message(py, message)?;
         let c = self.core();
-        self.spawn(py, async move { c.send_message_to_output(&output, m).await }, done, none)
+        self.spawn(
+            py,
+            async move { c.send_message_to_output(&output, m).await },
+            done,
+            none,
+        )
     }
 
-    fn send_async(&self, py: Python<'_>, message: &Bound<'_, PyAny>, done: Py<PyAny>) -> PyResult<()> {
+    fn send_async(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let m = extract_message(py, message)?;
         let c = self.core();
         self.spawn(py, async move { c.send_message(m).await }, done, none)
     }
 
-    fn send_batch_async(&self, py: Python<'_>, output: String, messages: &Bound<'_, PyAny>, done: Py<PyAny>) -> PyResult<()> {
+    fn send_batch_async(
+        &self,
+        py: Python<'_>,
+        output: String,
+        messages: &Bound<'_, PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let ms = messages_arg(py, messages)?;
         let c = self.core();
         self.spawn(
@@ -682,7 +753,12 @@ impl NativeClient {
 
     fn next_events_async(&self, py: Python<'_>, max: usize, done: Py<PyAny>) -> PyResult<()> {
         let c = self.core();
-        self.spawn(py, async move { Ok(next_events(c, None, max).await) }, done, events_to_py)
+        self.spawn(
+            py,
+            async move { Ok(next_events(c, None, max).await) },
+            done,
+            events_to_py,
+        )
     }
 
     fn get_twin_async(&self, py: Python<'_>, done: Py<PyAny>) -> PyResult<()> {
@@ -690,18 +766,38 @@ impl NativeClient {
         self.spawn(py, async move { c.get_twin().await }, done, twin_to_py)
     }
 
-    fn patch_reported_async(&self, py: Python<'_>, patch: &Bound<'_, PyAny>, done: Py<PyAny>) -> PyResult<()> {
+    fn patch_reported_async(
+        &self,
+        py: Python<'_>,
+        patch: &Bound<'_, PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let v = convert::from_py(patch)?;
         let c = self.core();
-        self.spawn(py, async move { c.patch_reported(v).await }, done, |py, v| {
-            Ok(v.into_pyobject(py)?.into_any())
-        })
+        self.spawn(
+            py,
+            async move { c.patch_reported(v).await },
+            done,
+            |py, v| Ok(v.into_pyobject(py)?.into_any()),
+        )
     }
 
-    fn respond_method_async(&self, py: Python<'_>, request_id: String, status: i32, payload: &Bound<'_, PyAny>, done: Py<PyAny>) -> PyResult<()> {
+    fn respond_method_async(
+        &self,
+        py: Python<'_>,
+        request_id: String,
+        status: i32,
+        payload: &Bound<'_, PyAny>,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let v = convert::from_py(payload)?;
         let c = self.core();
-        self.spawn(py, async move { c.respond_method(&request_id, status, v).await }, done, none)
+        self.spawn(
+            py,
+            async move { c.respond_method(&request_id, status, v).await },
+            done,
+            none,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -722,26 +818,62 @@ impl NativeClient {
         let c = self.core();
         self.spawn(
             py,
-            async move { c.invoke_method(&device_id, &module_id, &method, v, rt, ct).await },
+            async move {
+                c.invoke_method(&device_id, &module_id, &method, v, rt, ct)
+                    .await
+            },
             done,
             method_response_to_py,
         )
     }
 
-    fn publish_async(&self, py: Python<'_>, topic: String, payload: &Bound<'_, PyAny>, qos: u8, done: Py<PyAny>) -> PyResult<()> {
+    fn publish_async(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        payload: &Bound<'_, PyAny>,
+        qos: u8,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let p = payload_arg(payload)?;
         let c = self.core();
-        self.spawn(py, async move { c.publish(&topic, p, qos).await }, done, none)
+        self.spawn(
+            py,
+            async move { c.publish(&topic, p, qos).await },
+            done,
+            none,
+        )
     }
 
-    fn subscribe_async(&self, py: Python<'_>, topic_filter: String, qos: u8, done: Py<PyAny>) -> PyResult<()> {
+    fn subscribe_async(
+        &self,
+        py: Python<'_>,
+        topic_filter: String,
+        qos: u8,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let c = self.core();
-        self.spawn(py, async move { c.subscribe(&topic_filter, qos).await }, done, none)
+        self.spawn(
+            py,
+            async move { c.subscribe(&topic_filter, qos).await },
+            done,
+            none,
+        )
     }
 
-    fn unsubscribe_async(&self, py: Python<'_>, topic_filter: String, done: Py<PyAny>) -> PyResult<()> {
+    fn unsubscribe_async(
+        &self,
+        py: Python<'_>,
+        topic_filter: String,
+        done: Py<PyAny>,
+    ) -> PyResult<()> {
         let c = self.core();
-        self.spawn(py, async move { c.unsubscribe(&topic_filter).await }, done, none)
+        self.spawn(
+            py,
+            async move { c.unsubscribe(&topic_filter).await },
+            done,
+            none,
+        )
     }
 }
 

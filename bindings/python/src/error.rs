@@ -22,9 +22,9 @@ fn classes(py: Python<'_>) -> PyResult<&Bound<'_, PyDict>> {
 /// The Python exception for a core error: `cls(message, status=...)`.
 pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
     let make = || -> PyResult<PyErr> {
-        let cls = classes(py)?
-            .get_item(e.kind.code())?
-            .ok_or_else(|| PyRuntimeError::new_err(format!("no exception class for {:?}", e.kind)))?;
+        let cls = classes(py)?.get_item(e.kind.code())?.ok_or_else(|| {
+            PyRuntimeError::new_err(format!("no exception class for {:?}", e.kind))
+        })?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("status", e.status)?;
         let value = cls.call((e.message.clone(),), Some(&kwargs))?;

@@ -234,7 +234,11 @@ impl Message {
     }
 
     /// A received message, holding its ack handle.
-    pub fn from_core(py: Python<'_>, m: edgemodule::Message, ack: Option<AckHandle>) -> PyResult<Self> {
+    pub fn from_core(
+        py: Python<'_>,
+        m: edgemodule::Message,
+        ack: Option<AckHandle>,
+    ) -> PyResult<Self> {
         let props = PyDict::new(py);
         for (k, v) in &m.properties {
             props.set_item(k, v.as_deref())?;

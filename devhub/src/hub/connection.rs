@@ -423,7 +423,8 @@ impl Hub {
         }
     }
 
-    fn twin_patch(&self, module: &str, rid: &str, body: &[u8]) {
+    fn twin_patch(&self, module: &str, rid: &str, body: &Bytes) {
+        let mut changed = false;
         let answered = {
             let mut st = self.lock();
             let result = match Self::twin_fault(&mut st) {
@@ -438,6 +439,7 @@ impl Hub {
             let (topic, payload) = match result {
                 Ok(v) => {
                     st.twins_dirty = true;
+                    changed = true;
                     (topics::twin_response_topic(204, rid, Some(v)), Bytes::new())
                 }
                 Err((status, reason)) => {
@@ -456,6 +458,9 @@ impl Hub {
                 module,
                 "twin PATCH answer dropped: not subscribed to $iothub/twin/res/#"
             );
+        }
+        if changed {
+            self.route_twin_change(module, body.clone());
         }
         self.save_meta();
     }

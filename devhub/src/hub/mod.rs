@@ -55,6 +55,10 @@ pub struct HubConfig {
     pub broker: Option<crate::manifest::BrokerConfig>,
     /// Size of the bounded `$upstream` buffer (e.g. 1000).
     pub upstream_buffer: usize,
+    /// `storeAndForwardConfiguration.storeLimits.maxSizeBytes`: when the stored messages
+    /// (body + properties, counted per endpoint) would exceed it, the oldest are dropped.
+    /// None = unlimited.
+    pub max_store_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +114,9 @@ impl std::error::Error for ApiError {}
 pub struct UpstreamMessage {
     pub module: String,
     pub output: Option<String>,
+    /// The routing source path: `/messages/modules/{m}/...` for module output,
+    /// `/twinChangeNotifications/` for a reported-properties change.
+    pub source: String,
     pub message: edgemodule::Message,
     /// RFC 3339.
     pub enqueued: String,
@@ -180,6 +187,15 @@ impl Hub {
         };
         // Load the queue and rewrite it compacted, so the log only grows from live records.
         let mut store = Store::load(&cfg.state_dir).map_err(|e| io_err("queue.log", e))?;
+        let dropped = store.set_max_bytes(cfg.max_store_bytes);
+        if dropped > 0 {
+            store.take_unlogged_limit_drops();
+            tracing::warn!(
+                count = dropped,
+                max_bytes = cfg.max_store_bytes,
+                "stored messages exceed storeLimits.maxSizeBytes; the oldest were dropped"
+            );
+        }
         let mut log_file = LogFile::new(&cfg.state_dir);
         log_file
             .rewrite(&store.snapshot())
@@ -419,7 +435,68 @@ impl Hub {
             .collect();
         in_bag.push((keys::CONNECTION_DEVICE_ID.into(), Some(device.into())));
         in_bag.push((keys::CONNECTION_MODULE_ID.into(), Some(module.into())));
-        let in_bag = Arc::new(in_bag);
+        self.deliver(
+            module,
+            output,
+            source,
+            &routes,
+            body,
+            Arc::new(in_bag),
+            enq,
+            enq_text,
+        );
+        Ok(())
+    }
+
+    /// Route a module's accepted reported-properties patch as a twin change notification:
+    /// source `/twinChangeNotifications/` (PROTOCOL §10), body = the patch JSON
+    /// (`application/json`, `utf-8`), sender identity in connectionDeviceId/ModuleId.
+    fn route_twin_change(&self, module: &str, patch: Bytes) {
+        let enq = now_ms();
+        let enq_text = rfc3339(enq);
+        let device = self.cfg.device_id.as_str();
+        let bag: Bag = vec![
+            (keys::CONTENT_TYPE.into(), Some("application/json".into())),
+            (keys::CONTENT_ENCODING.into(), Some("utf-8".into())),
+        ];
+        let rm = routed_message(&bag, &patch, device, module, &enq_text);
+        let source = crate::routing::TWIN_CHANGE_NOTIFICATIONS_SOURCE;
+        let routes = self.cfg.router.route(source, &rm);
+        if routes.is_empty() {
+            return;
+        }
+        let mut in_bag = bag;
+        in_bag.push((keys::CONNECTION_DEVICE_ID.into(), Some(device.into())));
+        in_bag.push((keys::CONNECTION_MODULE_ID.into(), Some(module.into())));
+        let source = source.to_owned();
+        self.deliver(
+            module,
+            None,
+            source,
+            &routes,
+            patch,
+            Arc::new(in_bag),
+            enq,
+            enq_text,
+        );
+        self.flush_store();
+    }
+
+    /// Hand a routed message to each route's sink: `$upstream` (feed) or a module input
+    /// (store-and-forward queue).
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &self,
+        module: &str,
+        output: Option<String>,
+        source: String,
+        routes: &[&crate::routing::Route],
+        body: Bytes,
+        in_bag: Arc<Bag>,
+        enq: u64,
+        enq_text: String,
+    ) {
+        let device = self.cfg.device_id.as_str();
         let mut upstream = None;
         let mut st = self.lock();
         for route in routes {
@@ -430,6 +507,7 @@ impl Hub {
                     let up = UpstreamMessage {
                         module: module.to_owned(),
                         output: output.clone(),
+                        source: source.clone(),
                         message: msg,
                         enqueued: enq_text.clone(),
                     };
@@ -459,7 +537,6 @@ impl Hub {
         if let Some(up) = upstream {
             let _ = self.upstream_tx.send(up);
         }
-        Ok(())
     }
 
     /// Messages routed to `$upstream`, oldest first (bounded).
@@ -559,6 +636,15 @@ impl Hub {
             if expired > 0 {
                 tracing::info!(count = expired, "messages expired (TTL) in the store");
             }
+            // One warning per tick rather than one per message while the limit is hit.
+            let dropped = st.store.take_unlogged_limit_drops();
+            if dropped > 0 {
+                tracing::warn!(
+                    count = dropped,
+                    max_bytes = st.store.stats().2,
+                    "store limit (storeLimits.maxSizeBytes) reached: oldest messages dropped"
+                );
+            }
             let skew = self.cfg.max_skew.as_secs();
             let modules: Vec<String> = st.sessions.keys().cloned().collect();
             for module in modules {
@@ -608,6 +694,7 @@ impl Hub {
         for (m, i, n) in st.store.depths() {
             queues.insert(format!("{d}/{m}/{i}"), json!(n));
         }
+        let (messages, bytes, max_bytes, dropped_limit, dropped_ttl) = st.store.stats();
         json!({
             "hubHostName": self.cfg.hub_host,
             "deviceId": d,
@@ -615,6 +702,12 @@ impl Hub {
             "connections": connections,
             "subscriptions": subscriptions,
             "queues": queues,
+            "store": {
+                "messages": messages,
+                "bytes": bytes,
+                "maxBytes": max_bytes,
+                "dropped": {"storeLimit": dropped_limit, "ttl": dropped_ttl},
+            },
             "upstream": {"count": st.upstream_total, "buffered": st.upstream.len()},
             "broker": self.cfg.broker.is_some(),
         })

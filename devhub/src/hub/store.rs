@@ -31,6 +31,18 @@ pub(crate) struct QueuedMsg {
     pub inflight: Option<(u16, Instant)>,
     /// Sent at least once (a resend carries DUP).
     pub sent_before: bool,
+    /// Bytes charged against the store limit: body plus property bag (see [`msg_size`]).
+    pub size: u64,
+}
+
+/// What a message costs in the store: body plus the key and value lengths of its bag (the
+/// same accounting as the 256 KB message limit).
+pub(crate) fn msg_size(body: &[u8], bag: &[(String, Option<String>)]) -> u64 {
+    let props: usize = bag
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+        .sum();
+    (body.len() + props) as u64
 }
 
 #[derive(Debug, Default)]
@@ -83,6 +95,15 @@ pub(crate) struct Store {
     pending_log: Vec<u8>,
     dead_records: u64,
     live: u64,
+    /// Sum of `size` over every stored message (kept O(1) per push/remove).
+    bytes: u64,
+    /// `storeAndForwardConfiguration.storeLimits.maxSizeBytes`; None = unlimited.
+    max_bytes: Option<u64>,
+    /// Messages dropped to honour `max_bytes` since start, and not yet logged.
+    dropped_limit: u64,
+    dropped_limit_unlogged: u64,
+    /// Messages dropped because their TTL passed, since start.
+    dropped_ttl: u64,
 }
 
 impl Store {
@@ -111,11 +132,13 @@ impl Store {
                         tracing::warn!(line = n + 1, "store: bad body encoding, record skipped");
                         continue;
                     };
+                    let bag = r.p.into_owned();
                     let msg = QueuedMsg {
                         seq: r.a,
                         input: r.i.into_owned(),
+                        size: msg_size(&body, &bag),
                         body: Bytes::from(body),
-                        bag: Arc::new(r.p.into_owned()),
+                        bag: Arc::new(bag),
                         enqueued_ms: r.t,
                         expires_ms: r.x,
                         inflight: None,
@@ -132,13 +155,14 @@ impl Store {
         for (seq, (module, msg)) in adds {
             store.next_seq = store.next_seq.max(seq + 1);
             store.live += 1;
+            store.bytes += msg.size;
             store.queues.entry(module).or_default().msgs.push_back(msg);
         }
         Ok(store)
     }
 
-    /// Append a message for `module`; returns its seq.
-    #[allow(clippy::too_many_arguments)]
+    /// Append a message for `module`; returns its seq. With a store limit, the oldest messages
+    /// (possibly this one) are dropped until the stored bytes fit again.
     pub fn push(
         &mut self,
         module: &str,
@@ -153,6 +177,7 @@ impl Store {
         let msg = QueuedMsg {
             seq,
             input: input.to_owned(),
+            size: msg_size(&body, &bag),
             body,
             bag,
             enqueued_ms,
@@ -162,12 +187,73 @@ impl Store {
         };
         write_add(&mut self.pending_log, module, &msg);
         self.live += 1;
-        self.queues
-            .entry(module.to_owned())
-            .or_default()
-            .msgs
-            .push_back(msg);
+        self.bytes += msg.size;
+        // Look the queue up without allocating the key: the common case has it already.
+        match self.queues.get_mut(module) {
+            Some(q) => q.msgs.push_back(msg),
+            None => {
+                self.queues
+                    .entry(module.to_owned())
+                    .or_default()
+                    .msgs
+                    .push_back(msg);
+            }
+        }
+        if self.max_bytes.is_some_and(|max| self.bytes > max) {
+            self.enforce_limit();
+        }
         seq
+    }
+
+    /// Sets `storeLimits.maxSizeBytes` and applies it at once (a restart with a smaller
+    /// limit); returns how many messages were dropped.
+    pub fn set_max_bytes(&mut self, max: Option<u64>) -> u64 {
+        self.max_bytes = max;
+        self.enforce_limit()
+    }
+
+    /// Drops the oldest messages not awaiting a PUBACK until the stored bytes fit the limit
+    /// (edgeHub drops on limit; in-flight messages are already on their way). Returns how
+    /// many were dropped. Finding the oldest looks at the front of each module queue (past
+    /// at most the in-flight window), so the cost does not grow with the number stored.
+    fn enforce_limit(&mut self) -> u64 {
+        let Some(max) = self.max_bytes else { return 0 };
+        let mut dropped = 0;
+        while self.bytes > max {
+            let oldest = self
+                .queues
+                .iter()
+                .filter_map(|(module, q)| {
+                    q.msgs
+                        .iter()
+                        .find(|m| m.inflight.is_none())
+                        .map(|m| (m.seq, module))
+                })
+                .min_by_key(|(seq, _)| *seq)
+                .map(|(seq, module)| (seq, module.clone()));
+            let Some((seq, module)) = oldest else { break };
+            self.remove(&module, seq);
+            dropped += 1;
+        }
+        self.dropped_limit += dropped;
+        self.dropped_limit_unlogged += dropped;
+        dropped
+    }
+
+    /// Messages dropped by the store limit since the last call (for one log warning).
+    pub fn take_unlogged_limit_drops(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_limit_unlogged)
+    }
+
+    /// `(messages, bytes, max bytes, dropped by the limit, dropped by TTL)`.
+    pub fn stats(&self) -> (u64, u64, Option<u64>, u64, u64) {
+        (
+            self.live,
+            self.bytes,
+            self.max_bytes,
+            self.dropped_limit,
+            self.dropped_ttl,
+        )
     }
 
     /// Remove a message by seq (acked or expired).
@@ -184,6 +270,7 @@ impl Store {
             .extend_from_slice(msg.seq.to_string().as_bytes());
         self.pending_log.extend_from_slice(b"}\n");
         self.live -= 1;
+        self.bytes -= msg.size;
         self.dead_records += 2;
         Some(msg)
     }
@@ -213,6 +300,7 @@ impl Store {
         for (module, seq) in &gone {
             self.remove(module, *seq);
         }
+        self.dropped_ttl += gone.len() as u64;
         gone.len()
     }
 
@@ -390,6 +478,50 @@ mod tests {
                 ("m".into(), "x".into(), 1)
             ]
         );
+    }
+
+    #[test]
+    fn store_limit_drops_the_oldest_across_modules_and_skips_inflight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::load(dir.path()).unwrap();
+        assert_eq!(s.set_max_bytes(Some(30)), 0);
+        let b = bag(&[("k", Some("v"))]); // 2 bytes of properties
+        let ten = |s: &mut Store, m: &str| {
+            s.push(m, "i", Bytes::from_static(b"12345678"), b.clone(), 0, None)
+        };
+        let s1 = ten(&mut s, "m");
+        let s2 = ten(&mut s, "n");
+        let s3 = ten(&mut s, "m");
+        assert_eq!(s.stats(), (3, 30, Some(30), 0, 0));
+        // s1 (module m) is in flight: the oldest droppable one is s2 (module n).
+        {
+            let q = s.queues.get_mut("m").unwrap();
+            q.msgs[0].inflight = Some((1, Instant::now()));
+            q.inflight = 1;
+            q.by_pkid.insert(1, s1);
+        }
+        let s4 = ten(&mut s, "n");
+        assert_eq!(s.stats(), (3, 30, Some(30), 1, 0));
+        assert!(s.queues["n"].msgs.iter().all(|m| m.seq != s2));
+        // Acked messages free their bytes; the next push fits without dropping.
+        assert!(s.ack("m", 1));
+        assert_eq!(s.stats().1, 20);
+        ten(&mut s, "m");
+        assert_eq!(s.stats(), (3, 30, Some(30), 1, 0));
+        // A message larger than the whole limit cannot be kept: everything older goes, then it.
+        s.push("n", "i", Bytes::from(vec![0u8; 40]), b.clone(), 0, None);
+        assert_eq!(s.stats(), (0, 0, Some(30), 5, 0));
+        assert_eq!(s.take_unlogged_limit_drops(), 5);
+        assert_eq!(s.take_unlogged_limit_drops(), 0);
+        // Deletions reach the log: a reload sees only what is left.
+        let _ = (s3, s4);
+        ten(&mut s, "m");
+        std::fs::write(log_path(dir.path()), s.take_pending_log()).unwrap();
+        let mut s = Store::load(dir.path()).unwrap();
+        assert_eq!(s.stats(), (1, 10, None, 0, 0));
+        // A restart with a smaller limit trims the loaded queue at once.
+        assert_eq!(s.set_max_bytes(Some(5)), 1);
+        assert_eq!(s.stats(), (0, 0, Some(5), 1, 0));
     }
 
     #[test]

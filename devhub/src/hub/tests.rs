@@ -50,6 +50,7 @@ fn config(dir: &std::path::Path, routes: &[&str]) -> HubConfig {
             .collect(),
         broker: None,
         upstream_buffer: 10,
+        max_store_bytes: None,
     }
 }
 
@@ -974,6 +975,169 @@ async fn keepalive_is_enforced_at_one_and_a_half_times() {
         waited >= Duration::from_millis(1400) && waited < Duration::from_secs(3),
         "{waited:?}"
     );
+}
+
+#[tokio::test]
+async fn reported_patches_are_routed_as_twin_change_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let routes = [
+        r#"FROM /twinChangeNotifications/* INTO BrokeredEndpoint("/modules/b/inputs/twin")"#,
+        r#"FROM /twinChangeNotifications WHERE $body.temp > 25 INTO BrokeredEndpoint("/modules/c/inputs/hot")"#,
+        r#"FROM /messages/* INTO BrokeredEndpoint("/modules/c/inputs/tel")"#,
+        "FROM /* INTO $upstream",
+    ];
+    let (hub, addr) = start(config(dir.path(), &routes)).await;
+    let mut up = hub.upstream_subscribe();
+    let mut b = connect(addr, "b").await;
+    b.c.subscribe(inputs("b"), QoS::AtLeastOnce).await.unwrap();
+    b.suback().await;
+    let mut a = connect(addr, "a").await;
+    a.c.subscribe("$iothub/twin/res/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    a.suback().await;
+
+    let patch = br#"{"temp": 20, "unit": {"c": true}}"#;
+    a.c.publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=1",
+        QoS::AtLeastOnce,
+        false,
+        patch.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.publish().await.topic,
+        "$iothub/twin/res/204/?$rid=1&$version=2"
+    );
+    // The /twinChangeNotifications/ route delivers the patch with its sender and JSON type.
+    let p = b.publish().await;
+    assert_eq!(&p.payload[..], patch);
+    let t = topics::parse_input_topic(&p.topic).expect("input topic");
+    assert_eq!(t.input_name, "twin");
+    let get = |k: &str| {
+        t.properties
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("$.ct"), Some(Some("application/json".into())));
+    assert_eq!(get("$.ce"), Some(Some("utf-8".into())));
+    assert_eq!(get("$.cdid"), Some(Some(DEV.into())));
+    assert_eq!(get("$.cmid"), Some(Some("a".into())));
+    // `FROM /*` sees it too, marked by its source.
+    let u = tokio::time::timeout(T, up.recv()).await.unwrap().unwrap();
+    assert_eq!(u.source, "/twinChangeNotifications/");
+    assert_eq!((u.module.as_str(), u.output.as_deref()), ("a", None));
+    assert_eq!(u.message.body, patch.to_vec());
+    assert_eq!(u.message.content_type.as_deref(), Some("application/json"));
+    assert_eq!(u.message.connection_module_id.as_deref(), Some("a"));
+    // Neither the /messages/* route nor the body condition (temp 20) took it.
+    assert!(eventually(|| hub.status()["queues"] == json!({})).await);
+
+    // A hot patch satisfies the body query; a refused patch notifies nobody.
+    a.c.publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=2",
+        QoS::AtLeastOnce,
+        false,
+        br#"{"temp": 30}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        a.publish().await.topic,
+        "$iothub/twin/res/204/?$rid=2&$version=3"
+    );
+    assert_eq!(&b.publish().await.payload[..], br#"{"temp": 30}"#);
+    assert!(eventually(|| hub.status()["queues"] == json!({format!("{DEV}/c/hot"): 1})).await);
+    a.c.publish(
+        "$iothub/twin/PATCH/properties/reported/?$rid=3",
+        QoS::AtLeastOnce,
+        false,
+        b"not json".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.publish().await.topic, "$iothub/twin/res/400/?$rid=3");
+
+    // Module telemetry never matches /twinChangeNotifications/ routes.
+    a.c.publish(
+        out_topic("a", &[("$.on", Some("twinChangeNotifications"))]),
+        QoS::AtLeastOnce,
+        false,
+        br#"{"temp": 99}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    a.puback().await;
+    assert!(b.quiet_for(Duration::from_millis(300)).await);
+    assert_eq!(
+        hub.status()["queues"],
+        json!({format!("{DEV}/c/hot"): 1, format!("{DEV}/c/tel"): 1})
+    );
+    let sources: Vec<String> = hub
+        .upstream_recent()
+        .into_iter()
+        .map(|u| u.source)
+        .collect();
+    assert_eq!(
+        sources,
+        vec![
+            "/twinChangeNotifications/",
+            "/twinChangeNotifications/",
+            "/messages/modules/a/outputs/twinChangeNotifications/"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn store_limit_drops_the_oldest_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), &[A_TO_B]);
+    // Each message: 9-byte body + "$.cdid"/"dev1" + "$.cmid"/"a" = 26 bytes; room for 3.
+    cfg.max_store_bytes = Some(80);
+    let (hub, addr) = start(cfg).await;
+    let mut a = connect(addr, "a").await;
+    for i in 0..5 {
+        a.c.publish(
+            out_topic("a", &[("$.on", Some("out1"))]),
+            QoS::AtLeastOnce,
+            false,
+            format!("message-{i}").into_bytes(),
+        )
+        .await
+        .unwrap();
+        a.puback().await;
+    }
+    let st = hub.status();
+    assert_eq!(st["queues"][format!("{DEV}/b/in1")], json!(3));
+    assert_eq!(
+        st["store"],
+        json!({"messages": 3, "bytes": 78, "maxBytes": 80, "dropped": {"storeLimit": 2, "ttl": 0}})
+    );
+    // b gets the three newest, in order.
+    let mut b = connect(addr, "b").await;
+    b.c.subscribe(inputs("b"), QoS::AtLeastOnce).await.unwrap();
+    for i in 2..5 {
+        assert_eq!(
+            b.publish().await.payload,
+            format!("message-{i}").into_bytes()
+        );
+    }
+    assert!(eventually(|| hub.status()["store"]["bytes"] == json!(0)).await);
+    // A restart with a smaller limit trims what queue.log holds.
+    drop(b);
+    hub.inject("c", "x", edgemodule::Message::new("0123456789"))
+        .unwrap();
+    hub.inject("c", "x", edgemodule::Message::new("abcdefghij"))
+        .unwrap();
+    hub.shutdown().await;
+    let mut cfg = config(dir.path(), &[A_TO_B]);
+    cfg.max_store_bytes = Some(15);
+    let hub2 = Hub::new(cfg).unwrap();
+    let st = hub2.status();
+    assert_eq!(st["queues"], json!({format!("{DEV}/c/x"): 1}));
+    assert_eq!(st["store"]["dropped"]["storeLimit"], json!(1));
 }
 
 /// Routing throughput A -> B over real sockets (run with `--ignored --nocapture`, release).

@@ -50,8 +50,13 @@ impl RoutedMessage {
     }
 }
 
+/// The source path of reported-property change events (twin change notifications): routes
+/// `FROM /twinChangeNotifications/*` and `FROM /*` see them; `/messages/...` routes do not.
+pub const TWIN_CHANGE_NOTIFICATIONS_SOURCE: &str = "/twinChangeNotifications/";
+
 /// The source path edgeHub gives a message: `/messages/modules/{m}/outputs/{o}/`,
-/// `/messages/modules/{m}/` (module without output) or `/messages/` (device).
+/// `/messages/modules/{m}/` (module without output) or `/messages/` (device). Twin change
+/// notifications use [`TWIN_CHANGE_NOTIFICATIONS_SOURCE`].
 pub fn source_path(module: Option<&str>, output: Option<&str>) -> String {
     match (module, output) {
         (Some(m), Some(o)) => format!("/messages/modules/{m}/outputs/{o}/"),

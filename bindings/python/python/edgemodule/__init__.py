@@ -49,7 +49,7 @@ from .models import (
     Twin,
 )
 
-Message = _native.Message
+from ._native import Message
 __version__: str = _native.__version__
 
 __all__ = [

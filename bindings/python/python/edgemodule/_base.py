@@ -18,7 +18,7 @@ from .models import (
     TopicMessage,
 )
 
-Message = _native.Message
+from ._native import Message
 logger = logging.getLogger("edgemodule")
 
 Handler = Callable[..., Any]

@@ -43,7 +43,7 @@ from .models import (
     Twin,
 )
 
-Message = _native.Message
+from ._native import Message
 
 __all__ = [
     "ModuleClient",

@@ -8,7 +8,7 @@ also derive from the matching built-in exception (``ValueError``, ``TimeoutError
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 __all__ = [
     "EdgeModuleError",
@@ -54,7 +54,7 @@ class EdgeModuleError(Exception):
             return f"{self.kind} (status {self.status}): {self.message}"
         return f"{self.kind}: {self.message}"
 
-    def __reduce__(self):  # keep pickling (multiprocessing) working with the keyword argument
+    def __reduce__(self) -> Tuple[Any, ...]:  # keep pickling (multiprocessing) working with the keyword argument
         return (_rebuild, (type(self), self.message, self.status))
 
 

@@ -1,0 +1,7 @@
+from ._logging import refresh_log_level as refresh_log_level
+from ._native import Message as Message
+from ._sync import ModuleClient as ModuleClient
+from .exceptions import AuthenticationError as AuthenticationError, ClientClosedError as ClientClosedError, ConfigurationError as ConfigurationError, ConnectionFailedError as ConnectionFailedError, EdgeModuleError as EdgeModuleError, HubError as HubError, InternalError as InternalError, InvalidArgumentError as InvalidArgumentError, IoError as IoError, MessageTooLargeError as MessageTooLargeError, NotFoundError as NotFoundError, OperationTimeoutError as OperationTimeoutError, ProtocolError as ProtocolError, QueueFullError as QueueFullError, ThrottledError as ThrottledError, TlsError as TlsError, WorkloadError as WorkloadError
+from .models import ConnectionStatus as ConnectionStatus, MethodRequest as MethodRequest, MethodResponse as MethodResponse, StatusReason as StatusReason, TopicMessage as TopicMessage, Twin as Twin
+
+__all__ = ['ModuleClient', 'Message', 'MethodRequest', 'MethodResponse', 'Twin', 'ConnectionStatus', 'StatusReason', 'TopicMessage', 'refresh_log_level', 'EdgeModuleError', 'InvalidArgumentError', 'ConfigurationError', 'ConnectionFailedError', 'AuthenticationError', 'OperationTimeoutError', 'MessageTooLargeError', 'QueueFullError', 'ClientClosedError', 'ProtocolError', 'HubError', 'WorkloadError', 'TlsError', 'IoError', 'InternalError', 'ThrottledError', 'NotFoundError']
