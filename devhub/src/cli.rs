@@ -42,8 +42,10 @@ pub enum Command {
         /// Module id.
         module: String,
     },
-    /// Print the service connection string (HostName=..;SharedAccessKeyName=iothubowner;
-    /// SharedAccessKey=..) for IoT Hub service SDKs and tools talking to devhub's HTTPS API.
+    /// Print the service connection string (HostName=..;SharedAccessKeyName=iothubowner;SharedAccessKey=..)
+    ///
+    /// For IoT Hub service SDKs and tools that call devhub's HTTPS API (twins, methods). Works
+    /// with devhub stopped; the key lives in {state}/keys.json.
     ServiceConnectionString,
     /// Read or update a module twin (needs a running devhub).
     #[command(subcommand)]
@@ -657,6 +659,9 @@ pub fn human_line(v: &Value) -> String {
     };
     let source = match v.get("output").and_then(Value::as_str) {
         Some(o) => format!("{}/{}", s("module"), o),
+        None if s("source").starts_with("/twinChangeNotifications") => {
+            format!("{} (reported properties)", s("module"))
+        }
         None => s("module").to_owned(),
     };
     let props = v
@@ -894,5 +899,7 @@ UPSTREAM
         assert_eq!(human_line(&v), r#"t m/o: hi {"a":"1"}"#);
         let v = json!({"module":"m","output":null,"enqueued":"t","body":null,"bodyBase64":"/w==","properties":{}});
         assert_eq!(human_line(&v), "t m: base64:/w==");
+        let v = json!({"module":"m","output":null,"source":"/twinChangeNotifications/","enqueued":"t","body":"{\"a\":1}","properties":{}});
+        assert_eq!(human_line(&v), r#"t m (reported properties): {"a":1}"#);
     }
 }

@@ -128,6 +128,35 @@ async fn manifest_defines_modules() {
 }
 
 #[tokio::test]
+async fn manifest_store_limit_reaches_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("deployment.json");
+    std::fs::write(
+        &manifest,
+        r#"{"modulesContent":{
+            "$edgeAgent":{"properties.desired":{"modules":{"m1":{}}}},
+            "$edgeHub":{"properties.desired":{"schemaVersion":"1.1","routes":{},
+                        "storeAndForwardConfiguration":{"timeToLiveSecs":60,
+                                                        "storeLimits":{"maxSizeBytes":25}}}}}}"#,
+    )
+    .unwrap();
+    let mut cfg = Config::ephemeral(dir.path().join("s"));
+    cfg.manifest = Some(manifest);
+    let hub = start(cfg).await.unwrap();
+    for body in ["first-msg-", "second-msg", "third-msg-"] {
+        hub.hub()
+            .inject("m1", "in", edgemodule::Message::new(body))
+            .unwrap();
+    }
+    let st = hub.hub().status();
+    assert_eq!(st["store"]["maxBytes"], 25);
+    assert_eq!(st["store"]["messages"], 2);
+    assert_eq!(st["store"]["dropped"]["storeLimit"], 1);
+    assert_eq!(st["queues"]["devhub-device/m1/in"], 2);
+    hub.stop().await;
+}
+
+#[tokio::test]
 async fn port_in_use_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

@@ -667,7 +667,8 @@ impl Hub {
 
     // ----- status, auth helper, shutdown -----
 
-    /// Connections, subscriptions, queue depths per endpoint and upstream count.
+    /// Connections, subscriptions, queue depths per endpoint, store use (bytes, limit, messages
+    /// dropped by the limit and by TTL) and upstream count.
     pub fn status(&self) -> Value {
         let st = self.lock();
         let d = &self.cfg.device_id;
