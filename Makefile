@@ -3,7 +3,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: all deps build test lint fmt unit interop demo bench clean-state
+.PHONY: all deps build test lint fmt codegen codegen-check unit test-c test-python interop \
+        test-cross test-cross-all demo bench bench-c dist-c clean-state
 
 all: build
 
@@ -16,25 +17,49 @@ build: deps
 fmt:
 	$(CARGO) fmt --all
 
+# Formatting, lints and the committed C header must be fresh.
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+codegen:
+	$(CARGO) xtask codegen
+
+codegen-check:
+	$(CARGO) xtask codegen --check
+
+# Rust unit and integration tests (core against devhub in-process, devhub over real sockets,
+# broker mode against mosquitto).
 unit: deps
 	$(CARGO) test --workspace
 
+# C ABI: CTest runs every C test natively and under valgrind memcheck.
+test-c: deps
+	$(CARGO) build -p edgemodule-ffi -p edgemodule-devhub
+	cmake -S tests/c -B target/c-tests -DCMAKE_BUILD_TYPE=Debug
+	cmake --build target/c-tests -j2
+	ctest --test-dir target/c-tests --output-on-failure -j2
+
+# Microsoft's Python and Node SDKs as independent peers against devhub.
 interop: deps
 	bash tests/interop/run.sh
 
-test: lint unit interop
+test: lint codegen-check unit test-c interop
 	@echo "make test: all suites passed"
 
 demo: deps
 	$(CARGO) build -p edgemodule-devhub -p edgemodule-samples
 	bash samples/demo.sh
+	bash samples/c/demo.sh
 
 bench: deps
 	$(CARGO) run --release -p edgemodule-bench --bin e2e
+
+bench-c: deps
+	bash bench/c/run.sh
+
+dist-c: deps
+	$(CARGO) xtask dist c
 
 clean-state:
 	rm -rf .devhub

@@ -13,7 +13,7 @@ TARGET_DIR=${TARGET_DIR:-target/debug}
 DEMO_SECS=${DEMO_SECS:-8}
 DEVHUB=$TARGET_DIR/devhub
 SENSOR=$TARGET_DIR/temperature-sensor
-FILTER=$TARGET_DIR/filter
+FILTER=${FILTER:-$TARGET_DIR/filter}
 MANIFEST=samples/deployment.json
 
 for bin in "$DEVHUB" "$SENSOR" "$FILTER"; do

@@ -5,7 +5,8 @@ set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in mosquitto mosquitto-clients openssl iproute2 util-linux ca-certificates; do
+for p in mosquitto mosquitto-clients openssl iproute2 util-linux ca-certificates \
+         cmake valgrind pkg-config gcc binutils make; do
   have_pkg "$p" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
