@@ -46,7 +46,7 @@ Release profile (thin LTO, \`strip = \"symbols\"\`), measured $(date -u '+%Y-%m-
 \`bash cross/sizes.sh\`. Python extension: \`_native.abi3.so\` / \`_native.pyd\` inside the abi3
 wheel from \`cross/wheels.sh\` (manylinux2014 via zig for the ARM targets).
 
-| target | library | libedgemodule bytes | | Python extension bytes |
+| target | library | libedgemodule bytes | file(1) | Python extension bytes |
 |---|---|---|---|---|
 ${rows}<!-- cross-sizes:end -->
 "

@@ -20,7 +20,7 @@ if [[ "${SKIP_WHEEL:-0}" != 1 ]]; then
 fi
 WHEEL="$(ls -t bindings/python/dist/edgemodule-*manylinux2014*.whl 2>/dev/null | head -1 || true)"
 if [[ "$(id -u)" == 0 ]]; then ns=(unshare -n); else ns=(unshare -r -n); fi
-export DEVHUB_BIN="$TARGET/release/devhub" RUST_ROUTE="$TARGET/release/examples/rust_route" WHEEL
+export DEVHUB_LOG=warn DEVHUB_BIN="$TARGET/release/devhub" RUST_ROUTE="$TARGET/release/examples/rust_route" WHEEL
 "${ns[@]}" bash -c 'ip link set lo up && exec "$0" "$1"' "$VENV/bin/python" "$REPO/bench/python/bench.py"
 # Leave the fast debug build for the tests.
 (cd bindings/python && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" maturin develop -q >/dev/null)

@@ -10,22 +10,34 @@ use tokio::runtime::{Handle, Runtime};
 struct Shared {
     runtime: Option<Runtime>,
     users: usize,
+    /// The process that built the runtime: after `fork()` the child has its memory but none of
+    /// its threads.
+    pid: u32,
 }
 
 static SHARED: Mutex<Shared> = Mutex::new(Shared {
     runtime: None,
     users: 0,
+    pid: 0,
 });
 
 /// Holds the runtime alive; dropping the last guard shuts it down.
 #[derive(Debug)]
 pub struct RuntimeGuard {
     handle: Handle,
+    pid: u32,
 }
 
 impl RuntimeGuard {
     pub fn acquire() -> std::io::Result<RuntimeGuard> {
         let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        if shared.runtime.is_some() && shared.pid != pid {
+            // A forked child inherited a runtime whose threads stayed in the parent: it can
+            // neither run nor be shut down. Leak it and build our own.
+            std::mem::forget(shared.runtime.take());
+            shared.users = 0;
+        }
         if shared.runtime.is_none() {
             let threads = std::thread::available_parallelism()
                 .map(|n| n.get().min(2))
@@ -37,11 +49,13 @@ impl RuntimeGuard {
                 .enable_all()
                 .build()?;
             shared.runtime = Some(rt);
+            shared.pid = pid;
         }
         shared.users += 1;
         let handle = shared.runtime.as_ref().map(|r| r.handle().clone());
         Ok(RuntimeGuard {
             handle: handle.expect("runtime just built"),
+            pid,
         })
     }
 
@@ -52,6 +66,9 @@ impl RuntimeGuard {
 
 impl Drop for RuntimeGuard {
     fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            return; // a guard inherited through fork(): its runtime is not ours to stop
+        }
         let runtime = {
             let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
             shared.users = shared.users.saturating_sub(1);

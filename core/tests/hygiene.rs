@@ -58,16 +58,16 @@ fn runtime_threads() -> usize {
         fn CloseHandle(h: *mut c_void) -> i32;
         fn GetCurrentProcessId() -> u32;
         fn LocalFree(p: *mut c_void) -> *mut c_void;
-        fn GetModuleHandleA(name: *const u8) -> *mut c_void;
-        fn GetProcAddress(m: *mut c_void, name: *const u8) -> *mut c_void;
+        fn GetModuleHandleA(name: *const std::ffi::c_char) -> *mut c_void;
+        fn GetProcAddress(m: *mut c_void, name: *const std::ffi::c_char) -> *mut c_void;
     }
     const TH32CS_SNAPTHREAD: u32 = 0x4;
     const THREAD_QUERY_LIMITED_INFORMATION: u32 = 0x0800;
     // SAFETY: plain Win32 calls on handles we own, closed before returning; the description
     // is a NUL-terminated UTF-16 string we free with LocalFree as documented.
     unsafe {
-        let k32 = GetModuleHandleA(b"kernel32.dll\0".as_ptr());
-        let f = GetProcAddress(k32, b"GetThreadDescription\0".as_ptr());
+        let k32 = GetModuleHandleA(c"kernel32.dll".as_ptr());
+        let f = GetProcAddress(k32, c"GetThreadDescription".as_ptr());
         assert!(!f.is_null(), "GetThreadDescription is missing");
         let get_desc: GetDesc = std::mem::transmute(f);
         let snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);

@@ -47,7 +47,7 @@ pub struct Hub {
 /// What `restart` needs.
 enum Restart {
     #[cfg(unix)]
-    Local(Config),
+    Local(Box<Config>),
     Remote {
         ctl: String,
         id: String,
@@ -158,7 +158,7 @@ impl Hub {
             devhub: Some(Dh::Local(devhub)),
             dir,
             ca_pem,
-            how: Restart::Local(config),
+            how: Restart::Local(Box::new(config)),
         }
     }
 
@@ -233,7 +233,7 @@ impl Hub {
         let dh = match &self.how {
             #[cfg(unix)]
             Restart::Local(config) => Dh::Local(
-                edgemodule_devhub::start(config.clone())
+                edgemodule_devhub::start((**config).clone())
                     .await
                     .expect("devhub restarts"),
             ),
