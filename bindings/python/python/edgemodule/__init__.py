@@ -18,7 +18,7 @@ from __future__ import annotations
 import atexit as _atexit
 import os as _os
 
-from . import _logging, _native
+from . import _logging, _native, exceptions
 from ._logging import refresh_log_level
 from ._sync import ModuleClient, _shutdown_all
 from .exceptions import (
@@ -62,23 +62,7 @@ __all__ = [
     "StatusReason",
     "TopicMessage",
     "refresh_log_level",
-    "EdgeModuleError",
-    "InvalidArgumentError",
-    "ConfigurationError",
-    "ConnectionFailedError",
-    "AuthenticationError",
-    "OperationTimeoutError",
-    "MessageTooLargeError",
-    "QueueFullError",
-    "ClientClosedError",
-    "ProtocolError",
-    "HubError",
-    "WorkloadError",
-    "TlsError",
-    "IoError",
-    "InternalError",
-    "ThrottledError",
-    "NotFoundError",
+    *exceptions.__all__,
 ]
 
 _logging._init()
