@@ -17,15 +17,7 @@ VENV="${EDGEMODULE_PY_VENV:-$HERE/.venv}"
 REQS="$HERE/requirements-dev.txt"
 die() { echo "python-tests: $*" >&2; exit 2; }
 
-command -v python3 >/dev/null || die "python3 not found (Debian: python3 python3-venv)"
-stamp="$VENV/.requirements.sha256"
-want="$(sha256sum "$REQS" | cut -d' ' -f1)"
-if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  echo "python-tests: setting up $VENV"
-  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV" || die "python3 -m venv failed"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQS" || die "pip install failed"
-  echo "$want" > "$stamp"
-fi
+bash "$REPO/scripts/venv.sh" "$VENV" "$REQS" python-tests || exit 2
 
 cd "$REPO"
 cargo build -q -p edgemodule-devhub -p edgemodule-samples || die "cargo build (devhub, samples) failed"

@@ -1,5 +1,7 @@
 //! The `devhub` binary: offline commands, client commands against `devhub run`, help.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -399,7 +401,7 @@ async fn monitor_follows_upstream() {
 
         let msg = edgemodule::Message::new(format!("hello {json}")).with_property("k", "v");
         // Publish as the module would: through plain MQTT.
-        let (client, mut el) = mqtt_plain(&hub, "sensor").await;
+        let (client, mut el) = common::mqtt(&hub, "sensor", common::Via::Plain).await;
         tokio::spawn(async move { while el.poll().await.is_ok() {} });
         let bag = edgemodule::protocol::property_bag::encode(&edgemodule::message::to_bag(
             &msg,
@@ -440,41 +442,4 @@ async fn monitor_follows_upstream() {
         let _ = client.disconnect().await;
     }
     hub.stop().await;
-}
-
-async fn mqtt_plain(
-    hub: &edgemodule_devhub::DevHub,
-    module: &str,
-) -> (rumqttc::AsyncClient, rumqttc::EventLoop) {
-    use edgemodule::protocol::{sas, topics};
-    let mut opts = rumqttc::MqttOptions::new(
-        format!("{}/{module}", hub.device_id()),
-        "127.0.0.1",
-        hub.addresses().mqtt_plain.unwrap().port(),
-    );
-    let key = sas::decode_key(&hub.module_key(module).unwrap()).unwrap();
-    let expiry = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    opts.set_credentials(
-        topics::username(
-            hub.hub_host_name(),
-            hub.device_id(),
-            module,
-            "2021-04-12",
-            "t",
-            None,
-        ),
-        sas::module_token(hub.hub_host_name(), hub.device_id(), module, &key, expiry),
-    );
-    opts.set_clean_session(false);
-    let (c, mut el) = rumqttc::AsyncClient::new(opts, 10);
-    loop {
-        if let rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)) = el.poll().await.unwrap() {
-            break;
-        }
-    }
-    (c, el)
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{https, Via};
+use common::{https, https_get, https_post, Via};
 use edgemodule::protocol::sas;
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -29,26 +29,20 @@ fn now() -> u64 {
 async fn unknown_paths_and_bad_api_version() {
     let (hub, _dir) = common::start_hub().await;
     for path in ["/", "/nope", "/twins/devhub-device", "/devhub/nope"] {
-        let r = https(&hub, Method::GET, path, &[], "").await;
+        let r = https_get(&hub, path).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(r.content_type(), JSON_UTF8);
         assert_eq!(r.json(), json!({"message": "not found"}));
     }
-    let r = https(
+    let r = https_get(
         &hub,
-        Method::GET,
         "/twins/devhub-device/modules/sensor?api-version=bogus",
-        &[],
-        "",
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = https(
+    let r = https_get(
         &hub,
-        Method::GET,
         "/twins/devhub-device/modules/sensor?api-version=2021-04-12",
-        &[],
-        "",
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -68,7 +62,7 @@ async fn unknown_paths_and_bad_api_version() {
 async fn twin_get_patch_put() {
     let (hub, _dir) = common::start_hub().await;
     let path = "/twins/devhub-device/modules/sensor?api-version=2021-04-12";
-    let r = https(&hub, Method::GET, path, &[], "").await;
+    let r = https_get(&hub, path).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.content_type(), JSON_UTF8);
     let t = r.json();
@@ -91,7 +85,7 @@ async fn twin_get_patch_put() {
         String::from_utf8_lossy(&r.body)
     );
     assert_eq!(r.json()["properties"]["desired"]["interval"], 5);
-    let r = https(&hub, Method::GET, path, &[], "").await;
+    let r = https_get(&hub, path).await;
     assert_eq!(r.json()["properties"]["desired"]["interval"], 5);
 
     for bad in ["{not json", ""] {
@@ -105,23 +99,9 @@ async fn twin_get_patch_put() {
         let r = https(&hub, Method::PUT, path, &[], bad).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
     }
-    let r = https(
-        &hub,
-        Method::GET,
-        "/twins/devhub-device/modules/ghost",
-        &[],
-        "",
-    )
-    .await;
+    let r = https_get(&hub, "/twins/devhub-device/modules/ghost").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = https(
-        &hub,
-        Method::GET,
-        "/twins/other-device/modules/sensor",
-        &[],
-        "",
-    )
-    .await;
+    let r = https_get(&hub, "/twins/other-device/modules/sensor").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.message(), "Device other-device not found");
     hub.stop().await;
@@ -173,32 +153,18 @@ async fn inject_status_upstream_and_faults() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    let r = https(
-        &hub,
-        Method::POST,
-        "/devhub/modules/ghost/inputs/in1",
-        &[],
-        "x",
-    )
-    .await;
+    let r = https_post(&hub, "/devhub/modules/ghost/inputs/in1", "x").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = https(
-        &hub,
-        Method::GET,
-        "/devhub/modules/filter/inputs/in1",
-        &[],
-        "",
-    )
-    .await;
+    let r = https_get(&hub, "/devhub/modules/filter/inputs/in1").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 
-    let r = https(&hub, Method::GET, "/devhub/status", &[], "").await;
+    let r = https_get(&hub, "/devhub/status").await;
     assert_eq!(r.status, StatusCode::OK);
     let s = r.json();
     assert_eq!(s["deviceId"], "devhub-device");
     assert_eq!(s["queues"]["devhub-device/filter/in1"], 1, "{s}");
 
-    let r = https(&hub, Method::GET, "/devhub/upstream", &[], "").await;
+    let r = https_get(&hub, "/devhub/upstream").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json(), json!([]));
 
@@ -254,7 +220,7 @@ async fn inject_status_upstream_and_faults() {
         ("/devhub/faults/bogus", StatusCode::NOT_FOUND),
         ("/devhub/faults/drop-connections", StatusCode::OK),
     ] {
-        let r = https(&hub, Method::POST, path, &[], "").await;
+        let r = https_post(&hub, path, "").await;
         assert_eq!(
             r.status,
             status,
@@ -262,7 +228,7 @@ async fn inject_status_upstream_and_faults() {
             String::from_utf8_lossy(&r.body)
         );
     }
-    let r = https(&hub, Method::GET, "/devhub/faults/disconnect", &[], "").await;
+    let r = https_get(&hub, "/devhub/faults/disconnect").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     hub.stop().await;
 }
@@ -293,7 +259,7 @@ async fn service_and_module_to_module_invoke() {
     let call = json!({"methodName":"reboot","payload":{"delay":1},"responseTimeoutInSeconds":10,"connectTimeoutInSeconds":0}).to_string();
 
     // Target offline, connectTimeout 0: 404.
-    let r = https(&hub, Method::POST, path, &[], call.clone()).await;
+    let r = https_post(&hub, path, call.clone()).await;
     assert_eq!(
         r.status,
         StatusCode::NOT_FOUND,
@@ -427,7 +393,7 @@ async fn service_and_module_to_module_invoke() {
         json!({"payload":1}).to_string(),
         json!({"methodName":"m","responseTimeoutInSeconds":1}).to_string(),
     ] {
-        let r = https(&hub, Method::POST, path, &[], bad.clone()).await;
+        let r = https_post(&hub, path, bad.clone()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         let r = https(
             &hub,
@@ -525,7 +491,7 @@ async fn device_methods_have_no_target() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = https(&hub, Method::GET, "/twins/leaf-1/methods", &[], "").await;
+    let r = https_get(&hub, "/twins/leaf-1/methods").await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
     hub.stop().await;
 }

@@ -88,12 +88,12 @@ async fn mqtt_over_websocket_and_upstream_feed() {
     assert_eq!(v["contentType"], "application/json");
     assert_eq!(v["properties"]["k"], "v");
 
-    let r = common::https(&hub, Method::GET, "/devhub/upstream", &[], "").await;
+    let r = common::https_get(&hub, "/devhub/upstream").await;
     let list = r.json();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["output"], "temps");
 
-    let r = common::https(&hub, Method::GET, "/devhub/status", &[], "").await;
+    let r = common::https_get(&hub, "/devhub/status").await;
     let conns = r.json()["connections"].clone();
     assert_eq!(conns[0]["identity"], "devhub-device/sensor", "{conns}");
     assert_eq!(conns[0]["transport"], "websocket", "{conns}");
@@ -140,7 +140,7 @@ async fn all_three_transports_connect() {
             .unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let r = common::https(&hub, Method::GET, "/devhub/status", &[], "").await;
+    let r = common::https_get(&hub, "/devhub/status").await;
     let s = r.json();
     let transports: Vec<&str> = s["connections"]
         .as_array()

@@ -3,7 +3,7 @@
 mod common;
 
 use base64::Engine as _;
-use common::{workload, Reply};
+use common::{workload, workload_get, workload_post, Reply};
 use http::{Method, StatusCode};
 use serde_json::json;
 
@@ -19,19 +19,12 @@ fn assert_error(r: &Reply, status: StatusCode, message: &str) {
 async fn api_version_is_required_and_checked() {
     let (hub, _dir) = common::start_hub().await;
     let sock = hub.addresses().workload_socket.clone();
-    let r = workload(&sock, Method::GET, "/trust-bundle", &[], "").await;
+    let r = workload_get(&sock, "/trust-bundle").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "api-version not specified");
-    let r = workload(&sock, Method::GET, "/trust-bundle?api-version=x", &[], "").await;
+    let r = workload_get(&sock, "/trust-bundle?api-version=x").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid api-version \"x\"");
     for v in ["2018-06-28", "2019-01-30", "2020-07-07", "2022-08-03"] {
-        let r = workload(
-            &sock,
-            Method::GET,
-            &format!("/trust-bundle?api-version={v}"),
-            &[],
-            "",
-        )
-        .await;
+        let r = workload_get(&sock, &format!("/trust-bundle?api-version={v}")).await;
         assert_eq!(r.status, StatusCode::OK, "{v}");
     }
     hub.stop().await;
@@ -43,28 +36,14 @@ async fn trust_bundles_are_the_ca() {
     let sock = hub.addresses().workload_socket.clone();
     let ca = common::ca_pem(&hub);
     for path in ["/trust-bundle", "/manifest-trust-bundle"] {
-        let r = workload(
-            &sock,
-            Method::GET,
-            &format!("{path}?api-version=2019-01-30"),
-            &[],
-            "",
-        )
-        .await;
+        let r = workload_get(&sock, &format!("{path}?api-version=2019-01-30")).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.content_type(), "application/json");
         assert_eq!(r.json(), json!({ "certificate": ca }));
     }
-    let r = workload(
-        &sock,
-        Method::POST,
-        "/trust-bundle?api-version=2019-01-30",
-        &[],
-        "",
-    )
-    .await;
+    let r = workload_post(&sock, "/trust-bundle?api-version=2019-01-30", "").await;
     assert_error(&r, StatusCode::BAD_REQUEST, "method not allowed");
-    let r = workload(&sock, Method::GET, "/nope?api-version=2019-01-30", &[], "").await;
+    let r = workload_get(&sock, "/nope?api-version=2019-01-30").await;
     assert_error(&r, StatusCode::NOT_FOUND, "not found");
     hub.stop().await;
 }
@@ -103,11 +82,9 @@ async fn sign_uses_the_module_key() {
         assert_eq!(r.json(), json!({ "digest": expected }));
     }
     // Another module's key gives another digest.
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         "/modules/filter/genid/1/sign?api-version=2018-06-28",
-        &[],
         body.clone(),
     )
     .await;
@@ -123,11 +100,9 @@ async fn sign_errors() {
     let good = json!({"keyId":"primary","algo":"HMACSHA256","data":"aGk="}).to_string();
     let path = "/modules/sensor/genid/1/sign?api-version=2018-06-28";
 
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         "/modules/ghost/genid/1/sign?api-version=2018-06-28",
-        &[],
         good.clone(),
     )
     .await;
@@ -135,21 +110,19 @@ async fn sign_errors() {
     assert_eq!(r.content_type(), "application/json");
     assert!(r.message().contains("ghost"), "{}", r.message());
 
-    let r = workload(&sock, Method::POST, path, &[], "{not json").await;
+    let r = workload_post(&sock, path, "{not json").await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         r.message().starts_with("could not parse request body"),
         "{}",
         r.message()
     );
-    let r = workload(&sock, Method::POST, path, &[], r#"{"keyId":"primary"}"#).await;
+    let r = workload_post(&sock, path, r#"{"keyId":"primary"}"#).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         path,
-        &[],
         r#"{"keyId":"primary","algo":"HMACSHA256","data":"!!!"}"#,
     )
     .await;
@@ -165,7 +138,7 @@ async fn sign_errors() {
     .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    let r = workload(&sock, Method::GET, path, &[], "").await;
+    let r = workload_get(&sock, path).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "method not allowed");
     hub.stop().await;
 }
@@ -175,11 +148,9 @@ async fn server_certificate_is_issued_by_the_ca() {
     let (hub, _dir) = common::start_hub().await;
     let sock = hub.addresses().workload_socket.clone();
     let body = json!({"commonName":"myhost","expiration":"2030-01-01T00:00:00Z"}).to_string();
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         "/modules/sensor/genid/1/certificate/server?api-version=2019-01-30",
-        &[],
         body,
     )
     .await;
@@ -223,20 +194,16 @@ async fn server_certificate_is_issued_by_the_ca() {
             .unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         "/modules/ghost/genid/1/certificate/server?api-version=2019-01-30",
-        &[],
         r#"{"commonName":"x"}"#,
     )
     .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         "/modules/sensor/genid/1/certificate/server?api-version=2019-01-30",
-        &[],
         r#"{"expiration":"x"}"#,
     )
     .await;
@@ -255,14 +222,7 @@ async fn encrypt_decrypt_round_trip_and_errors() {
     let iv = B64.encode(b"an iv");
     let plain = b"\x00secret \xff bytes";
     let enc = json!({"plaintext": B64.encode(plain), "initializationVector": iv}).to_string();
-    let r = workload(
-        &sock,
-        Method::POST,
-        &crypt_path("sensor", "encrypt"),
-        &[],
-        enc.clone(),
-    )
-    .await;
+    let r = workload_post(&sock, &crypt_path("sensor", "encrypt"), enc.clone()).await;
     assert_eq!(
         r.status,
         StatusCode::OK,
@@ -278,14 +238,7 @@ async fn encrypt_decrypt_round_trip_and_errors() {
         "nonce || sealed || tag"
     );
     // Random nonce: the same request seals differently.
-    let r2 = workload(
-        &sock,
-        Method::POST,
-        &crypt_path("sensor", "encrypt"),
-        &[],
-        enc,
-    )
-    .await;
+    let r2 = workload_post(&sock, &crypt_path("sensor", "encrypt"), enc).await;
     assert_ne!(r2.json()["ciphertext"].as_str().unwrap(), ct);
 
     let dec =
@@ -306,14 +259,7 @@ async fn encrypt_decrypt_round_trip_and_errors() {
     );
     assert_eq!(r.json(), json!({ "plaintext": B64.encode(plain) }));
     // The percent-encoded module name is the same module.
-    let r = workload(
-        &sock,
-        Method::POST,
-        &crypt_path("%73ensor", "decrypt"),
-        &[],
-        dec(&ct, &iv),
-    )
-    .await;
+    let r = workload_post(&sock, &crypt_path("%73ensor", "decrypt"), dec(&ct, &iv)).await;
     assert_eq!(r.status, StatusCode::OK);
 
     // Another IV, another module (another key) or altered data do not open: edgelet's 500.
@@ -323,14 +269,7 @@ async fn encrypt_decrypt_round_trip_and_errors() {
         ("sensor", dec(&B64.encode(&sealed[..sealed.len() - 1]), &iv)),
         ("sensor", dec(&B64.encode(b"short"), &iv)),
     ] {
-        let r = workload(
-            &sock,
-            Method::POST,
-            &crypt_path(module, "decrypt"),
-            &[],
-            body,
-        )
-        .await;
+        let r = workload_post(&sock, &crypt_path(module, "decrypt"), body).await;
         assert_error(&r, StatusCode::INTERNAL_SERVER_ERROR, "decryption failed");
     }
 
@@ -358,38 +297,22 @@ async fn encrypt_decrypt_round_trip_and_errors() {
         ),
     ];
     for (op, body, msg) in bad {
-        let r = workload(
-            &sock,
-            Method::POST,
-            &crypt_path("sensor", op),
-            &[],
-            body.to_string(),
-        )
-        .await;
+        let r = workload_post(&sock, &crypt_path("sensor", op), body.to_string()).await;
         assert_error(&r, StatusCode::BAD_REQUEST, msg);
     }
     for op in ["encrypt", "decrypt"] {
-        let r = workload(
+        let r = workload_post(
             &sock,
-            Method::POST,
             &crypt_path("sensor", op),
-            &[],
             r#"{"initializationVector":"aGk="}"#,
         )
         .await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{op}");
-        let r = workload(&sock, Method::POST, &crypt_path("sensor", op), &[], "{nope").await;
+        let r = workload_post(&sock, &crypt_path("sensor", op), "{nope").await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{op}");
-        let r = workload(
-            &sock,
-            Method::POST,
-            &crypt_path("ghost", op),
-            &[],
-            dec(&ct, &iv),
-        )
-        .await;
+        let r = workload_post(&sock, &crypt_path("ghost", op), dec(&ct, &iv)).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{op}");
-        let r = workload(&sock, Method::GET, &crypt_path("sensor", op), &[], "").await;
+        let r = workload_get(&sock, &crypt_path("sensor", op)).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "method not allowed");
     }
     hub.stop().await;

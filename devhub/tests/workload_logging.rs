@@ -5,8 +5,8 @@
 mod common;
 
 use base64::Engine as _;
-use common::workload;
-use http::{Method, StatusCode};
+use common::{workload_get, workload_post};
+use http::StatusCode;
 use serde_json::json;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -39,16 +39,14 @@ async fn requests_are_logged_at_debug_without_bodies_or_queries() {
     let sock = hub.addresses().workload_socket.clone();
     let secret = B64.encode(b"top-secret-payload");
     let body = json!({"keyId":"primary","algo":"HMACSHA256","data": secret}).to_string();
-    let r = workload(
+    let r = workload_post(
         &sock,
-        Method::POST,
         "/modules/sensor/genid/1/sign?api-version=2018-06-28",
-        &[],
         body,
     )
     .await;
     assert_eq!(r.status, StatusCode::OK);
-    let r = workload(&sock, Method::GET, "/nope?api-version=2018-06-28", &[], "").await;
+    let r = workload_get(&sock, "/nope?api-version=2018-06-28").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     hub.stop().await;
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -396,6 +396,25 @@ fn plain_completion<T>(
     }
 }
 
+/// `deliver` for a completion that passes a value: `call(user_data, error, value)` gets
+/// `(NULL, on_ok(result))` on success and `(error, on_err())` on failure.
+fn value_completion<T, V>(
+    user_data: *mut c_void,
+    on_ok: impl FnOnce(T) -> V + Send + 'static,
+    on_err: impl FnOnce() -> V + Send + 'static,
+    call: impl FnOnce(*mut c_void, *mut em_error, V) + Send + 'static,
+) -> impl FnOnce(Result<T>) + Send + 'static {
+    let ud = SendPtr(user_data);
+    move |r: Result<T>| {
+        let ud = ud;
+        let (e, v) = match r {
+            Ok(t) => (ptr::null_mut(), on_ok(t)),
+            Err(e) => (em_error::into_raw(e), on_err()),
+        };
+        call(ud.0, e, v)
+    }
+}
+
 fn require<T>(cb: Option<T>) -> Result<T> {
     cb.ok_or_else(|| null_arg("callback"))
 }
@@ -966,20 +985,19 @@ pub extern "C" fn em_client_next_event_async(
 ) -> *mut em_error {
     ffi_call("em_client_next_event_async", || {
         let cb = require(callback)?;
-        let ud = SendPtr(user_data);
         spawn_op(
             client,
             "next event",
             |c| Ok(async move { c.next_event().await.ok_or_else(Error::closed) }),
-            move |r| {
-                let ud = ud;
-                let (e, ev) = match r {
-                    Ok(ev) => (ptr::null_mut(), em_event::into_raw(ev)),
-                    Err(e) => (em_error::into_raw(e), ptr::null_mut()),
-                };
-                // SAFETY: the application's callback, called once.
-                unsafe { cb(ud.0, e, ev) }
-            },
+            value_completion(
+                user_data,
+                em_event::into_raw,
+                ptr::null_mut,
+                move |ud, e, ev| {
+                    // SAFETY: the application's callback, called once.
+                    unsafe { cb(ud, e, ev) }
+                },
+            ),
         )
     })
 }
@@ -1063,22 +1081,33 @@ pub extern "C" fn em_client_get_twin_async(
 ) -> *mut em_error {
     ffi_call("em_client_get_twin_async", || {
         let cb = require(callback)?;
-        let ud = SendPtr(user_data);
         spawn_op(
             client,
             "get twin",
             |c| Ok(async move { c.get_twin().await }),
-            move |r| {
-                let ud = ud;
-                let (e, j) = match r {
-                    Ok(t) => (ptr::null_mut(), owned_c_string(&twin_json(&t))),
-                    Err(e) => (em_error::into_raw(e), ptr::null_mut()),
-                };
-                // SAFETY: the application's callback, called once.
-                unsafe { cb(ud.0, e, j) }
-            },
+            value_completion(
+                user_data,
+                |t| owned_c_string(&twin_json(&t)),
+                ptr::null_mut,
+                move |ud, e, j| {
+                    // SAFETY: the application's callback, called once.
+                    unsafe { cb(ud, e, j) }
+                },
+            ),
         )
     })
+}
+
+/// # Safety
+/// Header contract for `patch_json`.
+unsafe fn reported_patch_arg(patch_json: *const c_char) -> Result<serde_json::Value> {
+    let patch = arg_json(patch_json, "patch_json")?;
+    if !patch.is_object() {
+        return Err(Error::invalid(
+            "argument `patch_json` must be a JSON object",
+        ));
+    }
+    Ok(patch)
 }
 
 /// Patches the reported properties with a JSON object (`null` members delete). If `version`
@@ -1092,12 +1121,7 @@ pub extern "C" fn em_client_patch_reported(
 ) -> *mut em_error {
     ffi_call("em_client_patch_reported", || {
         // SAFETY: header contract.
-        let patch = unsafe { arg_json(patch_json, "patch_json") }?;
-        if !patch.is_object() {
-            return Err(Error::invalid(
-                "argument `patch_json` must be a JSON object",
-            ));
-        }
+        let patch = unsafe { reported_patch_arg(patch_json) }?;
         let v = blocking(client, "patch reported", timeout_ms, |c| {
             Ok(async move { c.patch_reported(patch).await })
         })?;
@@ -1120,12 +1144,7 @@ pub extern "C" fn em_client_patch_reported_async(
     ffi_call("em_client_patch_reported_async", || {
         let cb = require(callback)?;
         // SAFETY: header contract.
-        let patch = unsafe { arg_json(patch_json, "patch_json") }?;
-        if !patch.is_object() {
-            return Err(Error::invalid(
-                "argument `patch_json` must be a JSON object",
-            ));
-        }
+        let patch = unsafe { reported_patch_arg(patch_json) }?;
         spawn_op(
             client,
             "patch reported",
@@ -1244,24 +1263,19 @@ pub extern "C" fn em_client_invoke_method_async(
                 connect_timeout_secs,
             )
         }?;
-        let ud = SendPtr(user_data);
         spawn_op(
             client,
             "invoke method",
             |c| Ok(invoke(c, a)),
-            move |r| {
-                let ud = ud;
-                let (e, s, p) = match r {
-                    Ok(m) => (
-                        ptr::null_mut(),
-                        m.status,
-                        owned_c_string(&m.payload.to_string()),
-                    ),
-                    Err(e) => (em_error::into_raw(e), 0, ptr::null_mut()),
-                };
-                // SAFETY: the application's callback, called once.
-                unsafe { cb(ud.0, e, s, p) }
-            },
+            value_completion(
+                user_data,
+                |m: edgemodule::MethodResponse| (m.status, owned_c_string(&m.payload.to_string())),
+                || (0, ptr::null_mut()),
+                move |ud, e, (s, p)| {
+                    // SAFETY: the application's callback, called once.
+                    unsafe { cb(ud, e, s, p) }
+                },
+            ),
         )
     })
 }

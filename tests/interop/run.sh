@@ -26,14 +26,7 @@ for tool in python3 node npm cargo unshare ip; do
 done
 
 # --- Python venv (reinstalled only when the requirements change) ---
-stamp="$VENV/.requirements.sha256"
-want="$(sha256sum "$REQS" | cut -d' ' -f1)"
-if [[ ! -x "$VENV/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  echo "interop: setting up $VENV"
-  [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV" || die "python3 -m venv failed"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQS" || die "pip install failed"
-  echo "$want" > "$stamp"
-fi
+bash scripts/venv.sh "$VENV" "$REQS" interop || exit 2
 
 # --- npm packages (reinstalled only when the lock file changes) ---
 lock="$HERE/package-lock.json"

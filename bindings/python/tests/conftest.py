@@ -11,7 +11,8 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from devhub import REPO, DevHub, devhub_bin  # noqa: E402
+from devhub import REPO, DevHub  # noqa: E402
+from devhub_pytest import pytest_runtest_makereport, require_devhub_bin  # noqa: E402,F401
 
 import edgemodule  # noqa: E402
 import edgemodule.aio  # noqa: E402
@@ -21,8 +22,7 @@ LOG_DIR = pathlib.Path(os.environ.get("EDGEMODULE_PY_LOG_DIR", REPO / "tests" / 
 
 @pytest.fixture(scope="session")
 def hub():
-    if not os.access(devhub_bin(), os.X_OK):
-        pytest.exit(f"devhub binary not found at {devhub_bin()} (set DEVHUB_BIN; run bindings/python/run-tests.sh)", 2)
+    require_devhub_bin("set DEVHUB_BIN; run bindings/python/run-tests.sh")
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="devhub-py-") as d:
         log = LOG_DIR / "devhub.log"
@@ -32,14 +32,6 @@ def hub():
             yield h
         finally:
             h.stop()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and "hub" in getattr(item, "funcargs", {}):
-        rep.sections.append(("devhub log (tail)", item.funcargs["hub"].log_tail()))
 
 
 @pytest.fixture

@@ -110,6 +110,16 @@ pub async fn https(
     .await
 }
 
+/// A GET without headers or body: `https(hub, Method::GET, path, &[], "")`.
+pub async fn https_get(hub: &DevHub, path: &str) -> Reply {
+    https(hub, Method::GET, path, &[], "").await
+}
+
+/// A POST without headers: `https(hub, Method::POST, path, &[], body)`.
+pub async fn https_post(hub: &DevHub, path: &str, body: impl Into<Bytes>) -> Reply {
+    https(hub, Method::POST, path, &[], body).await
+}
+
 /// One Workload API request over the unix socket.
 pub async fn workload(
     socket: &Path,
@@ -124,6 +134,16 @@ pub async fn workload(
         build(method, path, headers, body),
     )
     .await
+}
+
+/// A GET without headers or body: `workload(socket, Method::GET, path, &[], "")`.
+pub async fn workload_get(socket: &Path, path: &str) -> Reply {
+    workload(socket, Method::GET, path, &[], "").await
+}
+
+/// A POST without headers: `workload(socket, Method::POST, path, &[], body)`.
+pub async fn workload_post(socket: &Path, path: &str, body: impl Into<Bytes>) -> Reply {
+    workload(socket, Method::POST, path, &[], body).await
 }
 
 /// How a test MQTT client reaches the hub.

@@ -10,9 +10,7 @@ import json
 import os
 import pathlib
 import queue
-import shlex
-import signal
-import subprocess
+import sys
 import tempfile
 import time
 
@@ -26,54 +24,22 @@ REPO = INTEROP.parent.parent
 MANIFEST = INTEROP / "manifest.json"
 LOG_DIR = pathlib.Path(os.environ.get("INTEROP_LOG_DIR", REPO / "tests" / "out" / "interop"))
 
+sys.path.insert(0, str(REPO / "tests" / "support"))
+from devhub_harness import DevHubProcess, DevHubStartError  # noqa: E402
+from devhub_pytest import pytest_runtest_makereport, require_devhub_bin  # noqa: E402,F401
+
 MQTT_PORT = 8883  # fixed by the Python SDK
 HTTPS_PORT = 443  # fixed by the Python SDK (module-to-module invoke)
 HTTP_TIMEOUT = 30  # seconds, for calls to devhub's service API
 
 
-def devhub_bin():
-    path = os.environ.get("DEVHUB_BIN") or str(REPO / "target" / "debug" / "devhub")
-    if not os.access(path, os.X_OK):
-        pytest.exit(f"devhub binary not found at {path} (set DEVHUB_BIN or run tests/interop/run.sh)", 2)
-    return path
+class DevHub(DevHubProcess):
+    """`devhub run` on the SDK's fixed ports, plus the service API calls the interop tests make."""
 
-
-class DevHub:
-    """A running `devhub run` process and the facts its ready file gives."""
-
-    def __init__(self, binary, state_dir, ready, proc, log_path):
-        self.binary = binary
-        self.state_dir = state_dir
-        self.ready = ready
-        self.proc = proc
-        self.log_path = log_path
-        self.device_id = ready["device_id"]
-        self.hub_host_name = ready["hub_host_name"]
-        self.ca_file = ready["ca_file"]
-        with open(self.ca_file, encoding="utf-8") as f:
-            self.ca_pem = f.read()
-        self.base_url = f"https://localhost:{ready['https_port']}"
-
-    # ----- CLI -----
-    def cli(self, *args):
-        out = subprocess.run(
-            [self.binary, *args, "--state-dir", str(self.state_dir)],
-            check=True, capture_output=True, text=True, timeout=30,
-        )
-        return out.stdout
-
-    def connection_string(self, module):
-        return self.cli("connection-string", module).strip()
-
-    def env(self, module):
-        """`devhub env MODULE` parsed into a dict (the `export K='V'` lines)."""
-        env = {}
-        for line in self.cli("env", module).splitlines():
-            if not line.startswith("export "):
-                continue
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-        return env
+    def __init__(self, state_dir, log_path):
+        super().__init__(state_dir, log_path, MANIFEST, mqtt_port=MQTT_PORT, https_port=HTTPS_PORT,
+                         log_level="debug", fresh_log=True)
+        self.base_url = f"https://localhost:{self.https_port}"
 
     def service_connection_string(self):
         """IoT Hub service connection string for azure-iot-hub, from {state}/keys.json.
@@ -128,66 +94,20 @@ class DevHub:
                 return found
             time.sleep(0.2)
 
-    def log_tail(self, n=60):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
-
-
-def start_devhub(state_dir, log_path, extra_args=()):
-    binary = devhub_bin()
-    ready_file = state_dir / "ready-file.json"
-    log = open(log_path, "w", encoding="utf-8")
-    proc = subprocess.Popen(
-        [binary, "run", "--manifest", str(MANIFEST), "--state-dir", str(state_dir),
-         "--ready-file", str(ready_file), "--mqtt-port", str(MQTT_PORT),
-         "--https-port", str(HTTPS_PORT), "--log", "debug", *extra_args],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_COLOR": "1"},
-    )
-    deadline = time.monotonic() + 60
-    while not ready_file.exists():
-        if proc.poll() is not None:
-            log.close()
-            pytest.exit(f"devhub exited with {proc.returncode} before it was ready:\n"
-                        f"{pathlib.Path(log_path).read_text(errors='replace')[-3000:]}", 3)
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.exit("devhub did not write its ready file within 60 s", 3)
-        time.sleep(0.1)
-    ready = json.loads(ready_file.read_text())
-    return DevHub(binary, state_dir, ready, proc, log_path)
-
-
-def stop_devhub(hub):
-    if hub.proc.poll() is None:
-        hub.proc.send_signal(signal.SIGTERM)
-        try:
-            hub.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            hub.proc.kill()
-            hub.proc.wait(timeout=5)
-
 
 @pytest.fixture(scope="session")
 def hub():
+    require_devhub_bin("set DEVHUB_BIN or run tests/interop/run.sh")
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="devhub-interop-py-") as d:
-        h = start_devhub(pathlib.Path(d), LOG_DIR / "devhub-python.log")
+        try:
+            h = DevHub(pathlib.Path(d), LOG_DIR / "devhub-python.log")
+        except DevHubStartError as e:
+            pytest.exit(f"devhub did not start: {e}", 3)
         try:
             yield h
         finally:
-            stop_devhub(h)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On a failure, append the end of devhub's log to the report."""
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and "hub" in getattr(item, "funcargs", {}):
-        rep.sections.append(("devhub log (tail)", item.funcargs["hub"].log_tail()))
+            h.stop()
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from __future__ import annotations
 import atexit as _atexit
 import os as _os
 
-from . import _logging, _native, exceptions
+from . import _logging, _native, exceptions, models
 from ._logging import refresh_log_level
 from ._sync import ModuleClient, _shutdown_all
 from .exceptions import (
@@ -55,12 +55,7 @@ __version__: str = _native.__version__
 __all__ = [
     "ModuleClient",
     "Message",
-    "MethodRequest",
-    "MethodResponse",
-    "Twin",
-    "ConnectionStatus",
-    "StatusReason",
-    "TopicMessage",
+    *models.__all__,
     "refresh_log_level",
     *exceptions.__all__,
 ]

@@ -148,6 +148,35 @@ def _method_params(method_params: Any) -> Tuple[str, Any, float, float]:
     return name, method_params.get("payload"), float(rt), float(ct)
 
 
+def _check_reported_patch(reported_properties_patch: Any) -> Dict[str, Any]:
+    if not isinstance(reported_properties_patch, dict):
+        raise TypeError(
+            f"reported_properties_patch must be a dict, not {type(reported_properties_patch).__name__}"
+        )
+    return reported_properties_patch
+
+
+def _method_response_args(method_response: Any) -> Tuple[str, int, Any]:
+    """``(request_id, status, payload)`` of a :class:`MethodResponse`, for the native call."""
+    if not isinstance(method_response, MethodResponse):
+        raise TypeError(
+            f"method_response must be a MethodResponse, not {type(method_response).__name__}"
+        )
+    return method_response.request_id, method_response.status, method_response.payload
+
+
+def _invoke_args(
+    method_params: Any, device_id: Any, module_id: Any
+) -> Tuple[str, str, str, Any, float, float]:
+    """``(device_id, module_id or "", name, payload, response_timeout, connect_timeout)``,
+    checked, for the native invoke call."""
+    name, payload, rt, ct = _method_params(method_params)
+    _check_str(device_id, "device_id")
+    if module_id is not None:
+        _check_str(module_id, "module_id")
+    return device_id, module_id or "", name, payload, rt, ct
+
+
 class _ClientBase:
     """Handler registration and event routing shared by both clients."""
 
@@ -371,6 +400,10 @@ class _ClientBase:
     @staticmethod
     def _log_handler_error(what: str) -> None:
         logger.exception("edgemodule: the %s handler raised; the client goes on", what)
+
+    @staticmethod
+    def _log_send_error(e: Exception) -> None:
+        logger.warning("edgemodule: sending the method response failed: %s", e)
 
     @staticmethod
     def _method_result(request: MethodRequest, result: Any) -> Optional[MethodResponse]:

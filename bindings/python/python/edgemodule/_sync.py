@@ -19,13 +19,15 @@ from ._base import (
     BATCH,
     Handler,
     MessageLike,
+    _check_handler,
     _check_message,
     _check_messages,
     _check_qos,
+    _check_reported_patch,
     _check_str,
-    _check_handler,
     _ClientBase,
-    _method_params,
+    _invoke_args,
+    _method_response_args,
 )
 from .exceptions import ClientClosedError, EdgeModuleError
 from .models import MethodResponse, Twin
@@ -118,20 +120,12 @@ class ModuleClient(_ClientBase):
     def patch_twin_reported_properties(self, reported_properties_patch: Dict[str, Any]) -> Optional[int]:
         """Merge ``reported_properties_patch`` into the reported properties (None deletes a
         member). Returns the new reported version when the hub gives one."""
-        if not isinstance(reported_properties_patch, dict):
-            raise TypeError(
-                f"reported_properties_patch must be a dict, not {type(reported_properties_patch).__name__}"
-            )
-        return self._native.patch_reported(reported_properties_patch)
+        return self._native.patch_reported(_check_reported_patch(reported_properties_patch))
 
     # ----- methods -----
     def send_method_response(self, method_response: MethodResponse) -> None:
         """Answer a direct method request."""
-        if not isinstance(method_response, MethodResponse):
-            raise TypeError(
-                f"method_response must be a MethodResponse, not {type(method_response).__name__}"
-            )
-        self._native.respond_method(method_response.request_id, method_response.status, method_response.payload)
+        self._native.respond_method(*_method_response_args(method_response))
 
     def invoke_method(
         self, method_params: Dict[str, Any], device_id: str, module_id: Optional[str] = None
@@ -140,11 +134,7 @@ class ModuleClient(_ClientBase):
         None) through the edge hub. ``method_params``: ``{"methodName": ..., "payload": ...,
         "responseTimeoutInSeconds": 30, "connectTimeoutInSeconds": 0}``. Returns
         ``{"status": int, "payload": ...}``."""
-        name, payload, rt, ct = _method_params(method_params)
-        _check_str(device_id, "device_id")
-        if module_id is not None:
-            _check_str(module_id, "module_id")
-        status, answer = self._native.invoke_method(device_id, module_id or "", name, payload, rt, ct)
+        status, answer = self._native.invoke_method(*_invoke_args(method_params, device_id, module_id))
         return {"status": status, "payload": answer}
 
     # ----- broker mode -----
@@ -259,12 +249,6 @@ class ModuleClient(_ClientBase):
                 except Exception:
                     self._log_handler_error(f"topic {tm.topic!r}")
         return loop
-
-    @staticmethod
-    def _log_send_error(e: Exception) -> None:
-        from ._base import logger
-
-        logger.warning("edgemodule: sending the method response failed: %s", e)
 
 
 def _shutdown_all() -> None:

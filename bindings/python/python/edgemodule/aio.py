@@ -14,7 +14,7 @@ import functools
 import inspect
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
-from . import _native
+from . import _native, models
 from ._base import (
     _INPUT,
     _METHOD,
@@ -28,10 +28,11 @@ from ._base import (
     _check_message,
     _check_messages,
     _check_qos,
+    _check_reported_patch,
     _check_str,
     _ClientBase,
-    _method_params,
-    logger,
+    _invoke_args,
+    _method_response_args,
 )
 from .exceptions import ClientClosedError, EdgeModuleError
 from .models import (
@@ -45,16 +46,7 @@ from .models import (
 
 from ._native import Message
 
-__all__ = [
-    "ModuleClient",
-    "Message",
-    "MethodRequest",
-    "MethodResponse",
-    "Twin",
-    "ConnectionStatus",
-    "StatusReason",
-    "TopicMessage",
-]
+__all__ = ["ModuleClient", "Message", *models.__all__]
 
 
 def _resolve(fut: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
@@ -152,36 +144,19 @@ class ModuleClient(_ClientBase):
 
     async def patch_twin_reported_properties(self, reported_properties_patch: Dict[str, Any]) -> Optional[int]:
         """Merge a patch into the reported properties; returns the new reported version."""
-        if not isinstance(reported_properties_patch, dict):
-            raise TypeError(
-                f"reported_properties_patch must be a dict, not {type(reported_properties_patch).__name__}"
-            )
-        return await self._call(self._native.patch_reported_async, reported_properties_patch)
+        return await self._call(self._native.patch_reported_async, _check_reported_patch(reported_properties_patch))
 
     # ----- methods -----
     async def send_method_response(self, method_response: MethodResponse) -> None:
         """Answer a direct method request."""
-        if not isinstance(method_response, MethodResponse):
-            raise TypeError(
-                f"method_response must be a MethodResponse, not {type(method_response).__name__}"
-            )
-        await self._call(
-            self._native.respond_method_async,
-            method_response.request_id,
-            method_response.status,
-            method_response.payload,
-        )
+        await self._call(self._native.respond_method_async, *_method_response_args(method_response))
 
     async def invoke_method(
         self, method_params: Dict[str, Any], device_id: str, module_id: Optional[str] = None
     ) -> Dict[str, Any]:
         """Invoke a direct method on another module; returns ``{"status", "payload"}``."""
-        name, payload, rt, ct = _method_params(method_params)
-        _check_str(device_id, "device_id")
-        if module_id is not None:
-            _check_str(module_id, "module_id")
         status, answer = await self._call(
-            self._native.invoke_method_async, device_id, module_id or "", name, payload, rt, ct
+            self._native.invoke_method_async, *_invoke_args(method_params, device_id, module_id)
         )
         return {"status": status, "payload": answer}
 
@@ -291,4 +266,4 @@ class ModuleClient(_ClientBase):
             try:
                 await self.send_method_response(resp)
             except EdgeModuleError as e:
-                logger.warning("edgemodule: sending the method response failed: %s", e)
+                self._log_send_error(e)
