@@ -13,6 +13,9 @@ core/tests/common/mod.rs asks this server, over plain HTTP on loopback, to do it
   POST   /hubs/{id}/api       {"method", "path", "body"} -> {"status", "body"}: a call to
                               devhub's HTTPS service/devhub API (twins, methods, faults,
                               upstream), from loopback so no SAS token is needed
+  POST   /hubs/{id}/cli       {"args": "twin update m --desired '{..}'"} -> {"rc", "stdout",
+                              "stderr"}: devhub's CLI (`devhub --state-dir S ARGS`, ARGS split
+                              as a POSIX shell would) against that hub (the C suite's harness)
   POST   /mosquitto           {"port": N or null} -> {"id", "port"}
   DELETE /mosquitto/{id}
 
@@ -141,8 +144,9 @@ class DevHub:
                "--log", os.environ.get("HOSTCTL_DEVHUB_LOG", "warn")]
         log_path = os.path.join(ARGS.log_dir or self.dir, os.path.basename(self.dir) + ".log")
         self.log = open(log_path, "ab")
+        # cwd: its own directory, never the caller's (the repo root in cross/run.sh).
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, cwd=self.dir)
         deadline = time.time() + 60
         while not os.path.exists(ready):
             if self.proc.poll() is not None:
@@ -183,6 +187,18 @@ class DevHub:
         if not ARGS.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def cli(self, args):
+        cmd = shlex.split(ARGS.devhub_runner) + [ARGS.devhub, "--state-dir", self.state] + \
+            shlex.split(args)
+        try:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=330,
+                               cwd=self.dir)
+            rc, out, err = r.returncode, r.stdout, r.stderr
+        except subprocess.TimeoutExpired as e:
+            rc, out, err = "timeout", e.stdout or b"", e.stderr or b""
+        return {"rc": rc, "stdout": out.decode("utf-8", "replace"),
+                "stderr": err.decode("utf-8", "replace")}
+
     def api(self, method, path, body):
         ctx = ssl.create_default_context(cadata=self.info["ca_pem"])
         conn = http.client.HTTPSConnection("localhost", self.ports[1], context=ctx, timeout=330)
@@ -211,7 +227,8 @@ class Mosquitto:
         with open(conf, "w") as f:
             f.write(text)
         self.proc = subprocess.Popen([ARGS.mosquitto, "-c", conf], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                     cwd=self.dir)
         deadline = time.time() + 10
         while True:
             try:
@@ -289,6 +306,8 @@ class Handler(BaseHTTPRequestHandler):
                 if verb == "POST" and action == "start":
                     hub.stop()
                     return self.reply(200, dict(hub.start(), id=parts[1]))
+                if verb == "POST" and action == "cli":
+                    return self.reply(200, hub.cli(req["args"]))
                 if verb == "POST" and action == "api":
                     return self.reply(200, hub.api(req["method"], req["path"], req.get("body")))
             if verb == "POST" and parts == ["mosquitto"]:
@@ -331,6 +350,8 @@ def main():
     p.add_argument("--log-dir")
     p.add_argument("--keep", action="store_true", help="keep hub state dirs")
     ARGS = p.parse_args()
+    if os.sep in ARGS.devhub:  # children run in their own directories
+        ARGS.devhub = os.path.abspath(ARGS.devhub)
     if ARGS.log_dir:
         os.makedirs(ARGS.log_dir, exist_ok=True)
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

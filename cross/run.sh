@@ -2,8 +2,9 @@
 # Cross-target test matrix (issue 6): for each target, the core's whole test suite (unit +
 # integration, TLS included) under qemu-user / wine against a native devhub and mosquitto on
 # the host, libedgemodule (.so / .dll + import library) built for the target, the C suite
-# cross-compiled and run under the emulator where it can be (see c_suite below), and for
-# aarch64 the devhub binary itself, emulated, under the host's core tests (devhub_suite).
+# (tests/c) cross-compiled and run under the emulator (see c_suite below), and for aarch64 the
+# devhub binary itself, emulated, under the host's core tests (devhub_suite). Last, a check
+# that no test left files in the repository root.
 #
 #   bash cross/run.sh                      # all three targets
 #   bash cross/run.sh armv7 windows        # a subset (aarch64 | armv7 | windows, or triples)
@@ -32,6 +33,11 @@ TARGETS=()
 for t in "${@:-aarch64 armv7 windows}"; do for u in $t; do TARGETS+=("$(triple "$u")"); done; done
 
 bash scripts/install-deps.sh cross || { echo "cross/run.sh: dependency install failed"; exit 1; }
+
+# No test may leave files in the repository root (an emulated run once left two garbage-named
+# ones there): its entries before and after, checked at the end ("repo root clean").
+tree_snapshot() { ls -A "$ROOT" | LC_ALL=C sort; }
+TREE_BEFORE="$(tree_snapshot)"
 
 RESULTS=()   # "target|step|PASS/FAIL/SKIP|seconds|note"
 PASSED=0
@@ -91,23 +97,30 @@ emulator() {
 }
 
 # --- C suite ---------------------------------------------------------------------------------
-# tests/c's harness starts devhub with fork/exec and uses pthreads: under qemu-user the exec of
-# the host's devhub runs natively, so Linux targets run it as is; Windows needs the C suite's
-# owner's port (see cross/README.md). CMake 3.25 applies CMAKE_CROSSCOMPILING_EMULATOR only to
-# add_test(COMMAND <target>), and tests/c uses $<TARGET_FILE:..>: ctest_emulated.py runs
-# ctest's test list through qemu instead.
+# tests/c cross-compiled for the target and run by CTest through the target's emulator
+# (CMAKE_CROSSCOMPILING_EMULATOR: qemu-user, or cross/wine-runner.sh; tests/c names its tests'
+# targets, so CTest prepends it). Linux targets: the harness fork/execs the host's devhub and
+# mosquitto (under qemu-user the exec runs natively). Windows (cross/mingw-toolchain.cmake,
+# against edgemodule.dll + libedgemodule.dll.a, winpthreads linked statically): the harness's
+# hostctl backend (EM_HOSTCTL) asks cross/hostctl.py for a native devhub per test, its CLI and
+# mosquitto, and connects from wine to them over the shared network.
 c_suite() {
-  local t="$1" bdir="$OUT/c-$1" tc emu
-  emu="$(emulator "$t")"
+  local t="$1" bdir="$OUT/c-$1" cfg=() envs=()
   case "$t" in
-    aarch64-unknown-linux-gnu) tc=aarch64-linux-gnu ;;
-    armv7-unknown-linux-gnueabihf) tc=arm-linux-gnueabihf ;;
+    aarch64-unknown-linux-gnu)
+      cfg=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc
+        "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-aarch64;-L;/usr/aarch64-linux-gnu") ;;
+    armv7-unknown-linux-gnueabihf)
+      cfg=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_C_COMPILER=arm-linux-gnueabihf-gcc
+        "-DCMAKE_CROSSCOMPILING_EMULATOR=qemu-arm;-L;/usr/arm-linux-gnueabihf") ;;
+    x86_64-pc-windows-gnu)
+      cfg=(-DCMAKE_TOOLCHAIN_FILE="$ROOT/cross/mingw-toolchain.cmake")
+      envs=(EM_HOSTCTL="$EDGEMODULE_HOSTCTL") ;;
   esac
-  cmake -S tests/c -B "$bdir" -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_C_COMPILER="$tc-gcc" \
-    -DCMAKE_CROSSCOMPILING_EMULATOR="${emu// /;}" -DEM_WITH_VALGRIND=OFF \
+  cmake -S tests/c -B "$bdir" "${cfg[@]}" -DEM_WITH_VALGRIND=OFF \
     -DEDGEMODULE_LIB_DIR="$TARGET_DIR/$t/debug" -DEM_DEVHUB_BINARY="$DEVHUB" &&
     cmake --build "$bdir" -j2 &&
-    python3 cross/ctest_emulated.py "$bdir" "$emu"
+    env "${envs[@]}" ctest --test-dir "$bdir" --output-on-failure -j2
 }
 
 # --- devhub on a Linux target ----------------------------------------------------------------
@@ -148,14 +161,19 @@ for t in "${TARGETS[@]}"; do
     else
       record "$t" "dll + import lib" FAIL 0 "missing in $d"
     fi
-    record "$t" "C suite" SKIP 0 "tests/c harness is POSIX-only (fork/exec); see cross/README.md"
-  elif [ -f tests/c/CMakeLists.txt ]; then
-    step "$t" "C suite" "$LOGS/$t-c.log" c_suite "$t"
   fi
+  step "$t" "C suite" "$LOGS/$t-c.log" c_suite "$t"
   if [ "$t" = aarch64-unknown-linux-gnu ]; then
     step "$t" "devhub (emulated)" "$LOGS/$t-devhub.log" devhub_suite "$t"
   fi
 done
+
+new_files="$(comm -13 <(echo "$TREE_BEFORE") <(tree_snapshot))"
+if [ -z "$new_files" ]; then
+  record host "repo root clean" PASS 0 "no new entries in $ROOT"
+else
+  record host "repo root clean" FAIL 0 "new: $(echo "$new_files" | head -5 | cat -v | tr '\n' ' ')"
+fi
 
 # --- summary ---------------------------------------------------------------------------------
 echo

@@ -439,25 +439,7 @@ static void test_close(em_client *sender, em_client *receiver) {
 /* The IoT Edge environment (`devhub env`: IOTEDGE_* variables, Workload API for the key and the
  * trust bundle) instead of a connection string. */
 static void test_from_environment(void) {
-  char *env = hub_cli(&hub, "env receiver");
-  REQUIRE(env != NULL);
-  char *save = NULL;
-  int vars = 0;
-  for (char *line = strtok_r(env, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-    if (strncmp(line, "export ", 7) != 0) continue;
-    char *eq = strchr(line + 7, '=');
-    if (!eq) continue;
-    *eq = 0;
-    char *v = eq + 1;
-    size_t len = strlen(v);
-    if (len >= 2 && v[0] == '\'' && v[len - 1] == '\'') {
-      v[len - 1] = 0;
-      v++;
-    }
-    setenv(line + 7, v, 1);
-    vars++;
-  }
-  free(env);
+  int vars = hub_export_env(&hub, "receiver");
   CHECK(vars >= 8);
   em_client_options o;
   hub_options(&hub, &o);
