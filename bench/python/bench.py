@@ -48,6 +48,7 @@ def w_em_aio(cs_send, cs_recv, ca, n):
         got = 0
         done = asyncio.Event()
 
+        # edgemodule.aio runs handlers on this loop, so the event can be set directly.
         def on_msg(m):
             nonlocal got
             got += 1
@@ -70,6 +71,8 @@ def w_em_aio(cs_send, cs_recv, ca, n):
         secs = time.perf_counter() - t
         await s.shutdown()
         await r.shutdown()
+        if got < n:
+            raise RuntimeError(f"edgemodule aio: only {got} of {n} messages arrived")
         return secs
 
     return asyncio.run(main())
@@ -114,12 +117,15 @@ def w_azure_aio(cs_send, cs_recv, ca, n):
     async def main():
         got = 0
         done = asyncio.Event()
+        loop = asyncio.get_running_loop()
 
+        # azure-iot-device runs plain-function handlers on a thread pool, not on this loop:
+        # an asyncio.Event must be set through the loop or the waiter never wakes.
         def on_msg(m):
             nonlocal got
             got += 1
             if got >= n:
-                done.set()
+                loop.call_soon_threadsafe(done.set)
 
         r = IoTHubModuleClient.create_from_connection_string(cs_recv, server_verification_cert=ca)
         s = IoTHubModuleClient.create_from_connection_string(cs_send, server_verification_cert=ca)
@@ -134,6 +140,8 @@ def w_azure_aio(cs_send, cs_recv, ca, n):
         secs = time.perf_counter() - t
         await s.shutdown()
         await r.shutdown()
+        if got < n:
+            raise RuntimeError(f"azure-iot-device aio: only {got} of {n} messages arrived")
         return secs
 
     return asyncio.run(main())
