@@ -97,6 +97,8 @@ impl Credentials {
                  or EdgeModuleCACertificateFile",
             )
         })?;
+        check_mqtt_id("DeviceId", &parsed.device_id)?;
+        check_mqtt_id("ModuleId", &module_id)?;
         Ok(Credentials {
             identity: Identity {
                 gateway_host: parsed
@@ -149,6 +151,8 @@ impl Credentials {
             let api_version = get("IOTEDGE_APIVERSION")
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_API_VERSION.to_string());
+            check_mqtt_id("IOTEDGE_DEVICEID", &v[1])?;
+            check_mqtt_id("IOTEDGE_MODULEID", &v[2])?;
             let workload = WorkloadClient::new(&v[4], &api_version, &v[2], &v[3])?;
             let (gateway_host, gateway_port) = split_host_port(&v[5], "IOTEDGE_GATEWAYHOSTNAME")?;
             return Ok(Credentials {
@@ -219,6 +223,17 @@ impl Credentials {
             }
         }
     }
+}
+
+/// Ids end up in MQTT topics (`#` and `+` are wildcards there, `/` a level separator) and in the
+/// username, where `/?` starts the properties: such ids cannot work over MQTT with any SDK.
+fn check_mqtt_id(name: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.contains(['/', '#', '+', '?']) || id.chars().any(char::is_control) {
+        return Err(Error::config(format!(
+            "{name} {id:?} cannot be used over MQTT (empty, or holds one of / # + ? or a control character)"
+        )));
+    }
+    Ok(())
 }
 
 fn split_host_port(value: &str, name: &str) -> Result<(String, Option<u16>)> {
@@ -351,6 +366,19 @@ mod tests {
         let key = key_from_base64(KEY).unwrap();
         sas::verify(&parsed, &[&key], unix_now(), 300).unwrap();
         assert!(!format!("{c:?}").contains(KEY));
+    }
+
+    #[test]
+    fn ids_unusable_over_mqtt_are_refused_by_name() {
+        for bad in ["a/b", "a#", "a+b", "what?"] {
+            let cs = format!("HostName=h;DeviceId=d;ModuleId={bad};SharedAccessKey={KEY}");
+            let e = Credentials::from_connection_string(&cs, Some("PEM".into())).unwrap_err();
+            assert!(e.message.contains("ModuleId"), "{}", e.message);
+        }
+        let mut vars = edge_env();
+        vars[1] = ("IOTEDGE_DEVICEID", "dev+1");
+        let e = Credentials::from_environment(env(&vars), None).unwrap_err();
+        assert!(e.message.contains("IOTEDGE_DEVICEID"), "{}", e.message);
     }
 
     #[test]
