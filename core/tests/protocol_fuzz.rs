@@ -66,7 +66,7 @@ proptest! {
         let bag = property_bag::encode(&message::to_bag(&msg, Some(&output)));
         let t = topics::parse_events_topic(&topics::events_topic(&d, &m, &bag)).unwrap();
         let name = message::output_name(&t.properties);
-        prop_assert_eq!(name.as_deref(), Some(output.as_str()));
+        prop_assert_eq!(name, Some(output.as_str()));
         prop_assert_eq!(t.device_id, d);
         prop_assert_eq!(t.module_id, Some(m));
     }
