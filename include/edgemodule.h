@@ -248,9 +248,11 @@ typedef struct {
   uint32_t struct_size;
   // An `em_transport` value.
   int32_t transport;
-  // Port of the MQTT (or MQTT/WebSocket) endpoint; 0 = the transport's default.
+  // Port of the MQTT (or MQTT/WebSocket) endpoint; 0 = `EDGEMODULE_MQTT_PORT` if set, else
+  // the transport's default.
   uint16_t mqtt_port;
-  // Port of the gateway's HTTPS API (module-to-module methods); 0 = 443.
+  // Port of the gateway's HTTPS API (module-to-module methods); 0 = `EDGEMODULE_HTTPS_PORT`
+  // if set, else 443.
   uint16_t https_port;
   // Most QoS 1 publishes awaiting PUBACK at once (default 100).
   uint16_t inflight;

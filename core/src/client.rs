@@ -69,7 +69,8 @@ impl std::fmt::Debug for ModuleClient {
 impl ModuleClient {
     /// A client for the module this process runs as, from the IoT Edge environment
     /// (IOTEDGE_* variables and the Workload API), or from `EdgeHubConnectionString` plus
-    /// `EdgeModuleCACertificateFile` when those are not all set.
+    /// `EdgeModuleCACertificateFile` when those are not all set. Unset ports come from
+    /// `EDGEMODULE_MQTT_PORT` / `EDGEMODULE_HTTPS_PORT` (a local devhub on ephemeral ports).
     pub fn from_environment(options: ClientOptions) -> Result<ModuleClient> {
         Self::from_environment_with(|k| std::env::var(k).ok(), options)
     }
@@ -80,6 +81,7 @@ impl ModuleClient {
         get: impl Fn(&str) -> Option<String>,
         options: ClientOptions,
     ) -> Result<ModuleClient> {
+        let options = options.with_port_overrides(&get)?;
         let creds = Credentials::from_environment(get, options.trust_bundle_pem.clone())?;
         Self::with_auth(Auth::Module {
             credentials: Arc::new(creds),
@@ -91,6 +93,7 @@ impl ModuleClient {
     /// SharedAccessKey=..[;GatewayHostName=host[:port]]`). The TLS roots come from
     /// `options.trust_bundle_pem`, else from the file named by `EdgeModuleCACertificateFile`.
     pub fn from_connection_string(cs: &str, options: ClientOptions) -> Result<ModuleClient> {
+        let options = options.with_port_overrides(|k| std::env::var(k).ok())?;
         let ca = match &options.trust_bundle_pem {
             Some(p) => Some(p.clone()),
             None => match std::env::var("EdgeModuleCACertificateFile") {

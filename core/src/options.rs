@@ -80,6 +80,40 @@ impl Default for ClientOptions {
     }
 }
 
+/// Variables that override the default ports when the options leave them unset: a local hub
+/// (devhub) on ephemeral ports. On a real device both are unset and 8883/443 apply.
+pub const MQTT_PORT_VAR: &str = "EDGEMODULE_MQTT_PORT";
+pub const HTTPS_PORT_VAR: &str = "EDGEMODULE_HTTPS_PORT";
+
+impl ClientOptions {
+    /// Fill `mqtt_port` / `https_port` from `EDGEMODULE_MQTT_PORT` / `EDGEMODULE_HTTPS_PORT`
+    /// when they are unset; a malformed value is an error that names the variable.
+    pub fn with_port_overrides(
+        mut self,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> crate::Result<ClientOptions> {
+        if self.mqtt_port.is_none() {
+            self.mqtt_port = port_var(&get, MQTT_PORT_VAR)?;
+        }
+        if self.https_port.is_none() {
+            self.https_port = port_var(&get, HTTPS_PORT_VAR)?;
+        }
+        Ok(self)
+    }
+}
+
+fn port_var(get: &impl Fn(&str) -> Option<String>, name: &str) -> crate::Result<Option<u16>> {
+    match get(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<u16>() {
+            Ok(p) if p != 0 => Ok(Some(p)),
+            _ => Err(crate::Error::config(format!(
+                "{name} must be a port number 1-65535, got {v:?}"
+            ))),
+        },
+    }
+}
+
 /// Options for a plain MQTT broker connection (broker mode against any MQTT 3.1.1 broker).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct BrokerOptions {
@@ -103,5 +137,54 @@ pub fn client_type(product_info: Option<&str>) -> String {
     match product_info {
         Some(p) if !p.is_empty() => format!("{base} {p}"),
         _ => base,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn ports_come_from_the_environment_when_unset() {
+        let o = ClientOptions::default()
+            .with_port_overrides(env(&[
+                ("EDGEMODULE_MQTT_PORT", "18883"),
+                ("EDGEMODULE_HTTPS_PORT", " 18443 "),
+            ]))
+            .unwrap();
+        assert_eq!(o.mqtt_port, Some(18883));
+        assert_eq!(o.https_port, Some(18443));
+        let o = ClientOptions::default()
+            .with_port_overrides(env(&[("EDGEMODULE_MQTT_PORT", "")]))
+            .unwrap();
+        assert_eq!((o.mqtt_port, o.https_port), (None, None));
+        // Explicit options win.
+        let o = ClientOptions {
+            mqtt_port: Some(1),
+            ..Default::default()
+        }
+        .with_port_overrides(env(&[("EDGEMODULE_MQTT_PORT", "2")]))
+        .unwrap();
+        assert_eq!(o.mqtt_port, Some(1));
+    }
+
+    #[test]
+    fn bad_ports_are_named() {
+        for bad in ["0", "70000", "x"] {
+            let e = ClientOptions::default()
+                .with_port_overrides(env(&[("EDGEMODULE_HTTPS_PORT", bad)]))
+                .unwrap_err();
+            assert_eq!(e.kind, crate::ErrorKind::Configuration);
+            assert!(e.message.contains("EDGEMODULE_HTTPS_PORT"), "{}", e.message);
+        }
     }
 }

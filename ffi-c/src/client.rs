@@ -64,9 +64,11 @@ pub struct em_client_options {
     pub struct_size: u32,
     /// An `em_transport` value.
     pub transport: i32,
-    /// Port of the MQTT (or MQTT/WebSocket) endpoint; 0 = the transport's default.
+    /// Port of the MQTT (or MQTT/WebSocket) endpoint; 0 = `EDGEMODULE_MQTT_PORT` if set, else
+    /// the transport's default.
     pub mqtt_port: u16,
-    /// Port of the gateway's HTTPS API (module-to-module methods); 0 = 443.
+    /// Port of the gateway's HTTPS API (module-to-module methods); 0 = `EDGEMODULE_HTTPS_PORT`
+    /// if set, else 443.
     pub https_port: u16,
     /// Most QoS 1 publishes awaiting PUBACK at once (default 100).
     pub inflight: u16,

@@ -197,19 +197,6 @@ static const char *status_name(em_connection_status s) {
   }
 }
 
-static int port_from_env(const char *name, uint16_t *out) {
-  const char *v = getenv(name);
-  if (!v || !*v) return 1;
-  char *end = NULL;
-  long p = strtol(v, &end, 10);
-  if (*end || p < 1 || p > 65535) {
-    fprintf(stderr, "filter: %s must be a port number 1-65535, got \"%s\"\n", name, v);
-    return 0;
-  }
-  *out = (uint16_t)p;
-  return 1;
-}
-
 /* Reads the threshold from the twin's desired section. */
 static double initial_threshold(filter_t *f) {
   char *twin = NULL;
@@ -234,10 +221,9 @@ int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
 
   em_client_options options;
+  /* Unset ports come from EDGEMODULE_MQTT_PORT / EDGEMODULE_HTTPS_PORT (applied by the
+   * library) when running against a local devhub on ephemeral ports. */
   if (failed(em_client_options_init(&options), "options")) return 1;
-  if (!port_from_env("EDGEMODULE_MQTT_PORT", &options.mqtt_port) ||
-      !port_from_env("EDGEMODULE_HTTPS_PORT", &options.https_port))
-    return 1;
 
   filter_t f = {NULL, DEFAULT_THRESHOLD, 0, 0};
   if (failed(em_client_create_from_environment(&options, &f.client), "creating the client"))

@@ -50,22 +50,7 @@ _INPUT, _PATCH, _METHOD, _STATUS_EV, _TOPIC = 0, 1, 2, 3, 4
 BATCH = 256
 
 
-def _env_port(name: str) -> Optional[int]:
-    v = os.environ.get(name, "").strip()
-    if not v:
-        return None
-    try:
-        p = int(v)
-    except ValueError:
-        p = 0
-    if not 1 <= p <= 65535:
-        from .exceptions import ConfigurationError
-
-        raise ConfigurationError(f"{name} must be a port number 1-65535, got {v!r}")
-    return p
-
-
-def _options(kwargs: Mapping[str, Any], env_ports: bool) -> Dict[str, Any]:
+def _options(kwargs: Mapping[str, Any]) -> Dict[str, Any]:
     opts: Dict[str, Any] = {}
     for k, v in kwargs.items():
         if k in _IGNORED_OPTIONS:
@@ -73,13 +58,6 @@ def _options(kwargs: Mapping[str, Any], env_ports: bool) -> Dict[str, Any]:
         if k not in _OPTION_NAMES:
             raise TypeError(f"unexpected client option {k!r} (known: {', '.join(sorted(_OPTION_NAMES))})")
         opts[k] = v
-    if env_ports:
-        # A local devhub with ephemeral ports: the same variables as the other samples.
-        for key, var in (("mqtt_port", "EDGEMODULE_MQTT_PORT"), ("https_port", "EDGEMODULE_HTTPS_PORT")):
-            if opts.get(key) is None:
-                p = _env_port(var)
-                if p is not None:
-                    opts[key] = p
     return opts
 
 
@@ -213,7 +191,7 @@ class _ClientBase:
         ``keep_alive``, ``sas_token_ttl``, ``operation_timeout``, ``connect_timeout``,
         ``offline_queue_max_age`` (seconds), ``offline_queue_limit``, ``inflight``.
         """
-        opts = _options(options, env_ports=True)
+        opts = _options(options)
         _logging.refresh_log_level()
         return cls._from_native(_native.NativeClient.from_environment(dict(os.environ), opts))
 
@@ -224,7 +202,7 @@ class _ClientBase:
         (PEM text), else the file named by ``EdgeModuleCACertificateFile``. Same options as
         :meth:`create_from_edge_environment`."""
         _check_str(connection_string, "connection_string")
-        opts = _options(options, env_ports=True)
+        opts = _options(options)
         _logging.refresh_log_level()
         return cls._from_native(_native.NativeClient.from_connection_string(connection_string, opts))
 
@@ -248,7 +226,7 @@ class _ClientBase:
             raise TypeError(f"port must be an int, not {type(port).__name__}")
         if not 1 <= port <= 65535:
             raise ValueError(f"port must be 1-65535, not {port}")
-        opts = _options(options, env_ports=False)
+        opts = _options(options)
         _logging.refresh_log_level()
         return cls._from_native(
             _native.NativeClient.from_broker(host, port, client_id, username, password, ca_pem, opts)

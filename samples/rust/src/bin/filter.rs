@@ -2,8 +2,8 @@
 //! desired property `TemperatureThreshold` to output `output1`, tagged `MessageType=Alert`.
 //! Desired patches change the threshold (reported back); method `reset` restores the default.
 
-use edgemodule::{AckHandle, Event, Message, ModuleClient, Result};
-use edgemodule_samples::{machine_temperature, options_from_env, shutdown_signal, threshold_in};
+use edgemodule::{AckHandle, ClientOptions, Event, Message, ModuleClient, Result};
+use edgemodule_samples::{machine_temperature, shutdown_signal, threshold_in};
 use serde_json::{json, Value};
 
 const INPUT: &str = "input1";
@@ -182,7 +182,7 @@ async fn main() {
 }
 
 async fn start() -> Result<()> {
-    let client = ModuleClient::from_environment(options_from_env()?)?;
+    let client = ModuleClient::from_environment(ClientOptions::default())?;
     let outcome = tokio::select! {
         r = async {
             let mut filter = Filter::start(client.clone()).await?;

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use edgemodule::{Event, Message, ModuleClient, Result};
-use edgemodule_samples::{env_number, options_from_env, shutdown_signal};
+use edgemodule::{ClientOptions, Event, Message, ModuleClient, Result};
+use edgemodule_samples::{env_number, shutdown_signal};
 
 const OUTPUT: &str = "temperatureOutput";
 
@@ -109,11 +109,13 @@ async fn main() {
 async fn start() -> Result<()> {
     let interval = Duration::from_millis(env_number("SENSOR_INTERVAL_MS")?.unwrap_or(500).max(1));
     let count = env_number("SENSOR_COUNT")?;
-    let mut options = options_from_env()?;
     // A pure producer: no inputs, methods or desired patches to subscribe to.
-    options.enable_inputs = false;
-    options.enable_methods = false;
-    options.enable_twin_patches = false;
+    let options = ClientOptions {
+        enable_inputs: false,
+        enable_methods: false,
+        enable_twin_patches: false,
+        ..ClientOptions::default()
+    };
     let client = ModuleClient::from_environment(options)?;
     let status = tokio::spawn(log_status(client.clone()));
     let outcome = tokio::select! {
